@@ -1,0 +1,6 @@
+//! The pure core of pg_agentidp, shared by the PostgreSQL extension and the sidecar.
+//!
+//! Nothing here knows about PostgreSQL or does I/O, so every rule the audit trail's integrity
+//! rests on can be tested with plain `cargo test` and reused by an offline verifier.
+
+pub mod chain;
