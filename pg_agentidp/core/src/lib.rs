@@ -4,3 +4,4 @@
 //! rests on can be tested with plain `cargo test` and reused by an offline verifier.
 
 pub mod chain;
+pub mod crypto;
