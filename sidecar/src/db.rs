@@ -1,0 +1,221 @@
+//! Database sessions: a pool whose every connection carries the encryption key, and the dedicated
+//! connection the leader election holds.
+//!
+//! The key goes into each connection's startup options (`-c agentidp.encryption_key=...`), never
+//! into a SQL statement, so `log_statement` cannot record it. The options live in a
+//! `tokio_postgres::Config`, whose `Debug` prints them: nothing here derives or calls `Debug` on
+//! one.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio::task::JoinHandle;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::audit_chain::{self, ChainVerification};
+use crate::key::{redact_keys, EncryptionKey};
+
+const KEY_SETTING: &str = "agentidp.encryption_key";
+const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A database failure, with anything key-shaped removed from its text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(String);
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> DbError {
+        // tokio-postgres' Display includes the server's message, which may quote a setting.
+        DbError(redact_keys(&e.to_string()))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> DbError {
+        DbError(redact_keys(&e.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("DATABASE_CA_FILE: cannot read {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot set up TLS for the database: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::BuildError),
+}
+
+/// TLS for database connections, used whenever `sslmode` asks for it: the public web roots plus
+/// an optional private CA (`DATABASE_CA_FILE`), as managed databases often use one.
+pub fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, DbSetupError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let ca_err = |reason: String| DbSetupError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| ca_err(e.to_string()))?;
+        for cert in certs {
+            roots.add(cert.map_err(|e| ca_err(e.to_string()))?)?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+pub struct Db {
+    base: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    pool_size: usize,
+    pool: RwLock<Pool>,
+    generation: AtomicU64,
+}
+
+impl Db {
+    /// Connections are opened lazily, so this succeeds without a reachable database.
+    pub fn new(
+        mut base: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+        pool_size: usize,
+    ) -> Result<Db, DbSetupError> {
+        if base.get_application_name().is_none() {
+            base.application_name("agentidp-sidecar");
+        }
+        if base.get_connect_timeout().is_none() {
+            base.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let pool = build_pool(&base, &tls, pool_size, None)?;
+        Ok(Db {
+            base,
+            tls,
+            pool_size,
+            pool: RwLock::new(pool),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Replaces the pool with one whose connections carry `key`. Idle connections of the old pool
+    /// close now and busy ones when they are returned, so within one query's time every session
+    /// uses the new key.
+    pub fn use_key(&self, key: Option<&EncryptionKey>) -> Result<(), DbSetupError> {
+        let fresh = build_pool(&self.base, &self.tls, self.pool_size, key)?;
+        let old = std::mem::replace(
+            &mut *self.pool.write().unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        old.close();
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many times the pool has been replaced; lets tests and logs see a key rotation land.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        let pool = self
+            .pool
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(pool.get().await?)
+    }
+
+    /// A session outside the pool and without the key, for the leader lock: its lifetime is the
+    /// lock's lifetime, so it must not be recycled with the pool.
+    pub async fn connect_dedicated(
+        &self,
+    ) -> Result<(tokio_postgres::Client, JoinHandle<()>), DbError> {
+        let (client, connection) = self.base.connect(self.tls.clone()).await?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %DbError::from(e), "leader-lock database connection closed");
+            }
+        });
+        Ok((client, task))
+    }
+}
+
+fn build_pool(
+    base: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    size: usize,
+    key: Option<&EncryptionKey>,
+) -> Result<Pool, DbSetupError> {
+    let mut config = base.clone();
+    if let Some(key) = key {
+        // Appended, so options already in DATABASE_URL (search_path, ...) still apply.
+        let setting = format!("-c {KEY_SETTING}={}", key.expose_hex());
+        let options = match base.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+            _ => setting,
+        };
+        config.options(options);
+    }
+    let manager = Manager::from_config(
+        config,
+        tls.clone(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()?)
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the HTTP handlers need from the database; a trait so the routes can be tested without
+/// one.
+pub trait ApiBackend: Send + Sync + 'static {
+    fn verify_chain(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<ChainVerification, DbError>>;
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>>;
+}
+
+impl ApiBackend for Db {
+    fn verify_chain(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<ChainVerification, DbError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            Ok(audit_chain::verify_range(&**client, from, to).await?)
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Loads the encryption key at start-up and re-reads it on a schedule, on every replica, so a key
+//! rotated in Vault reaches every database session without a restart. Failures are retried with
+//! exponential backoff; the key already in use stays in use meanwhile.
+
+use std::sync::Arc;
+
+use cron::Schedule;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RetryPolicy;
+use crate::db::Db;
+use crate::jobs::{instrumented, next_firing, JobError};
+use crate::key::{KeySource, KeyState};
+use crate::metrics::{Job, Metrics};
+
+pub const ENABLED_MESSAGE: &str =
+    "EncryptionService enabled — sensitive columns encrypted at rest (SOC 2 CC6.1)";
+
+pub struct KeyRefresher {
+    source: KeySource,
+    db: Arc<Db>,
+    metrics: Arc<Metrics>,
+    state: watch::Sender<KeyState>,
+    schedule: Schedule,
+    retry: RetryPolicy,
+}
+
+impl KeyRefresher {
+    pub fn new(
+        source: KeySource,
+        db: Arc<Db>,
+        metrics: Arc<Metrics>,
+        state: watch::Sender<KeyState>,
+        schedule: Schedule,
+        retry: RetryPolicy,
+    ) -> KeyRefresher {
+        KeyRefresher {
+            source,
+            db,
+            metrics,
+            state,
+            schedule,
+            retry,
+        }
+    }
+
+    /// One attempt: on success the database sessions get the key if it is new; on failure the
+    /// error is published and the previous key kept. Returns whether it succeeded.
+    pub async fn refresh_once(&self) -> bool {
+        instrumented(&self.metrics, Job::KeyRefresh, async {
+            match self.source.fetch().await {
+                Ok(key) => {
+                    let previous = self.state.borrow().key.clone();
+                    if previous.as_ref() != Some(&key) {
+                        self.db.use_key(Some(&key))?;
+                        if previous.is_none() {
+                            tracing::info!(source = self.source.kind().as_str(), "{ENABLED_MESSAGE}");
+                        } else {
+                            tracing::info!(
+                                source = self.source.kind().as_str(),
+                                "encryption key rotated; database sessions recycled with the new key"
+                            );
+                        }
+                    }
+                    self.metrics.encryption_key_loaded.set(1);
+                    self.state.send_modify(|s| {
+                        s.key = Some(key);
+                        s.origin = Some(self.source.kind());
+                        s.last_error = None;
+                        s.attempted = true;
+                    });
+                    Ok(())
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    tracing::warn!(
+                        error = %e,
+                        key_in_use = self.state.borrow().key.is_some(),
+                        "cannot load the encryption key"
+                    );
+                    self.state.send_modify(|s| {
+                        s.last_error = Some(e.clone());
+                        s.attempted = true;
+                    });
+                    Err(JobError::Key(e))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs until cancelled. `last_ok` is the outcome of the start-up attempt, which decides
+    /// whether the loop begins by waiting for the schedule or by retrying.
+    pub async fn run(self, mut last_ok: bool, cancel: CancellationToken) {
+        let mut attempt: u32 = 0;
+        loop {
+            let delay = if last_ok {
+                attempt = 0;
+                let now = chrono::Utc::now();
+                match next_firing(&[&self.schedule], now) {
+                    Some((_, at)) => (at - now).to_std().unwrap_or_default(),
+                    None => {
+                        tracing::warn!("KEY_REFRESH_SCHEDULE has no future firing; the key is no longer re-read");
+                        return;
+                    }
+                }
+            } else {
+                let d = self.retry.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::info!(
+                    retry_in_ms = d.as_millis(),
+                    attempt,
+                    "retrying the encryption key load"
+                );
+                d
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return,
+            }
+            last_ok = self.refresh_once().await;
+        }
+    }
+}

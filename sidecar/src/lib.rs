@@ -1,0 +1,23 @@
+//! agentidp-sidecar: loads the pg_agentidp encryption key from Vault into its database sessions,
+//! runs the scheduled SOC 2 compliance jobs, and serves the compliance REST API
+//! (`/api/v1/audit/verify`, `/api/v1/compliance/controls`) and Prometheus metrics.
+//!
+//! A library as well as a binary so that `tests/` can drive the real modules.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod app;
+pub mod audit_chain;
+pub mod config;
+pub mod controls;
+pub mod db;
+pub mod error;
+pub mod jobs;
+pub mod key;
+pub mod leader;
+pub mod metrics;
+pub mod middleware;
+pub mod routes;
+pub mod service;
+pub mod snapshot;
+pub mod vault;

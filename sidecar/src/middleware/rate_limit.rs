@@ -1,0 +1,222 @@
+//! Fixed-window rate limits: 30 requests a minute per `client_id` on the audit route, 120 per
+//! client IP on the controls route.
+//!
+//! Why not `governor`: its GCRA has no window, so `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+//! ("when the window resets") would have to be synthesised and would not match what the limiter
+//! then does. A per-key fixed window starting at the key's first request makes all three headers
+//! exact. The price is the classic boundary burst (up to twice the limit across two adjacent
+//! windows), acceptable for limits meant to stop runaway pollers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::middleware::auth::AuthenticatedClient;
+
+const WINDOW_MS: u64 = 60_000;
+
+pub struct FixedWindowLimiter {
+    limit: u32,
+    state: Mutex<Windows>,
+}
+
+struct Windows {
+    by_key: HashMap<String, Window>,
+    last_prune_ms: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start_ms: u64,
+    count: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Unix seconds at which the key's window ends, rounded up.
+    pub reset: u64,
+}
+
+impl FixedWindowLimiter {
+    pub fn per_minute(limit: u32) -> FixedWindowLimiter {
+        FixedWindowLimiter {
+            limit,
+            state: Mutex::new(Windows {
+                by_key: HashMap::new(),
+                last_prune_ms: 0,
+            }),
+        }
+    }
+
+    pub fn check(&self, key: &str) -> Decision {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.check_at(key, now_ms)
+    }
+
+    fn check_at(&self, key: &str, now_ms: u64) -> Decision {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Expired windows are dropped once per window length, so memory follows the number of
+        // clients active in the last minute, not every client ever seen.
+        if now_ms.saturating_sub(state.last_prune_ms) >= WINDOW_MS {
+            state
+                .by_key
+                .retain(|_, w| now_ms < w.start_ms.saturating_add(WINDOW_MS));
+            state.last_prune_ms = now_ms;
+        }
+        let window = match state.by_key.get_mut(key) {
+            Some(w) if now_ms < w.start_ms.saturating_add(WINDOW_MS) => w,
+            _ => state
+                .by_key
+                .entry(key.to_owned())
+                .insert_entry(Window {
+                    start_ms: now_ms,
+                    count: 0,
+                })
+                .into_mut(),
+        };
+        let allowed = window.count < self.limit;
+        if allowed {
+            window.count += 1;
+        }
+        Decision {
+            allowed,
+            limit: self.limit,
+            remaining: self.limit - window.count,
+            reset: (window.start_ms + WINDOW_MS).div_ceil(1000),
+        }
+    }
+}
+
+fn set_headers(headers: &mut HeaderMap, d: Decision) {
+    for (name, value) in [
+        ("x-ratelimit-limit", u64::from(d.limit)),
+        ("x-ratelimit-remaining", u64::from(d.remaining)),
+        ("x-ratelimit-reset", d.reset),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}
+
+async fn limited(
+    limiter: &FixedWindowLimiter,
+    key: &str,
+    request: Request,
+    next: Next,
+) -> Response {
+    let decision = limiter.check(key);
+    let mut response = if decision.allowed {
+        next.run(request).await
+    } else {
+        ApiError::RateLimited.into_response()
+    };
+    set_headers(response.headers_mut(), decision);
+    response
+}
+
+/// After authentication, which put the client in the request.
+pub async fn per_client(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(client) = request.extensions().get::<AuthenticatedClient>().cloned() else {
+        return ApiError::internal("rate limit by client ran before authentication")
+            .into_response();
+    };
+    limited(&state.audit_limiter, &client.client_id, request, next).await
+}
+
+pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip = client_ip(peer, request.headers(), state.trusted_proxy_hops);
+    let key = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    limited(&state.controls_limiter, &key, request, next).await
+}
+
+/// The socket peer, unless `hops` proxies in front of us are trusted: each appends the address it
+/// received the request from to `X-Forwarded-For`, so the client is the `hops`-th entry from the
+/// right. Entries further left are whatever the client claimed and are ignored.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
+    if hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    entries
+        .len()
+        .checked_sub(hops)
+        .and_then(|i| entries[i].parse().ok())
+        .or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn counts_down_then_refuses_until_the_window_ends() {
+        let l = FixedWindowLimiter::per_minute(2);
+        let t0 = 1_743_155_340_500;
+        let d = l.check_at("a", t0);
+        assert_eq!(
+            d,
+            Decision {
+                allowed: true,
+                limit: 2,
+                remaining: 1,
+                reset: 1_743_155_401
+            }
+        );
+        assert!(l.check_at("a", t0 + 1).allowed);
+        let refused = l.check_at("a", t0 + 59_999);
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(refused.reset, 1_743_155_401);
+        // Other keys are independent.
+        assert!(l.check_at("b", t0 + 2).allowed);
+        let fresh = l.check_at("a", t0 + 60_000);
+        assert!(fresh.allowed);
+        assert_eq!(fresh.remaining, 1);
+    }
+
+    #[test]
+    fn idle_keys_are_pruned() {
+        let l = FixedWindowLimiter::per_minute(5);
+        for i in 0..100 {
+            l.check_at(&format!("k{i}"), 1_000);
+        }
+        l.check_at("late", 200_000);
+        assert_eq!(l.state.lock().unwrap().by_key.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_is_used_only_with_trusted_hops() {
+        let peer = Some("10.0.0.9".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        assert_eq!(client_ip(peer, &h, 0), peer);
+        assert_eq!(client_ip(peer, &h, 1), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(client_ip(peer, &h, 2), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(client_ip(peer, &h, 4), peer);
+        assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+    }
+}

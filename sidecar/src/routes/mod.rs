@@ -1,0 +1,16 @@
+//! The HTTP handlers, one file per resource.
+
+use crate::error::ApiError;
+
+pub mod audit;
+pub mod controls;
+pub mod health;
+pub mod metrics;
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
