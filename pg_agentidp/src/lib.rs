@@ -1,1 +1,39 @@
-//! placeholder
+//! pg_agentidp: AgentIdP's tamper-evident audit chain, inside PostgreSQL.
+//!
+//! This crate is glue: the chain's encoding and verification rules live in `agentidp-core`.
+
+use pgrx::prelude::*;
+
+mod append_only;
+mod chain_head;
+mod chain_trigger;
+mod error;
+mod gucs;
+mod retention;
+mod spi;
+mod verify;
+
+pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!("../../sql/triggers.sql", name = "triggers", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    chain_head::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -111,6 +111,11 @@ pub enum BreakKind {
     LinkBroken,
     /// The stored hash is not the hash of the row's content: a field was edited, or the row forged.
     ContentEdited,
+    /// The chain ends before a head exported earlier: its tail was cut.
+    Truncated,
+    /// The event at an exported head's position no longer has the exported hash: the history was
+    /// rewritten (and, to verify, rehashed from there on).
+    Rewritten,
 }
 
 impl BreakKind {
@@ -120,6 +125,8 @@ impl BreakKind {
             BreakKind::SequenceGap => "sequence_gap",
             BreakKind::LinkBroken => "link_broken",
             BreakKind::ContentEdited => "content_edited",
+            BreakKind::Truncated => "truncated",
+            BreakKind::Rewritten => "rewritten",
         }
     }
 }
@@ -212,6 +219,25 @@ impl Verifier {
     /// How many events [`Verifier::check`] examined, the failing one included.
     pub fn checked(&self) -> u64 {
         self.checked
+    }
+}
+
+/// Compares a chain with a head exported earlier (a digest, or a stored checkpoint), which no
+/// walk of the chain alone can do: a cut tail or a chain rehashed from some point on verifies.
+///
+/// `last_seq` is the chain's current last sequence number; `hash_at_digest_seq` the hash stored
+/// at the digest's position, if an event is there.
+pub fn check_digest(
+    digest: &ChainHead,
+    last_seq: i64,
+    hash_at_digest_seq: Option<&Hash>,
+) -> Result<(), BreakKind> {
+    if last_seq < digest.seq {
+        return Err(BreakKind::Truncated);
+    }
+    match hash_at_digest_seq {
+        Some(hash) if hash == &digest.hash => Ok(()),
+        _ => Err(BreakKind::Rewritten),
     }
 }
 
@@ -511,6 +537,22 @@ mod tests {
             wrong.check(&event(&chain[3].prev, 4), &chain[3].hash),
             Err(BreakKind::LinkBroken)
         );
+    }
+
+    #[test]
+    fn digests_catch_truncation_and_rewrites() {
+        let digest = ChainHead {
+            seq: 5,
+            hash: [4; 32],
+        };
+        assert_eq!(check_digest(&digest, 5, Some(&[4; 32])), Ok(()));
+        assert_eq!(check_digest(&digest, 9, Some(&[4; 32])), Ok(()));
+        assert_eq!(check_digest(&digest, 4, None), Err(BreakKind::Truncated));
+        assert_eq!(
+            check_digest(&digest, 9, Some(&[5; 32])),
+            Err(BreakKind::Rewritten)
+        );
+        assert_eq!(check_digest(&digest, 9, None), Err(BreakKind::Rewritten));
     }
 
     #[test]

@@ -1,0 +1,466 @@
+//! Chain verification in SQL: by time range, from a checkpoint, and against an exported digest.
+//!
+//! The functions here only choose where a walk starts and ends; `agentidp-core` decides whether
+//! each event holds. Every read runs on the caller's snapshot and nothing is written (except by
+//! `agentidp_verify_incremental`, which records checkpoints), so verification runs on a standby.
+
+use agentidp_core::chain::{self, BreakKind, ChainHead, Event, Verifier, HASH_LEN};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, Uuid};
+
+use crate::error::raise;
+use crate::spi::{KeptPlan, Row};
+
+/// Rows fetched per cursor round trip: large enough to amortise it, small enough to stay in cache.
+const BATCH: i64 = 4096;
+
+/// One verdict row: see `Verdict::into_row`.
+type VerdictRow = (
+    bool,
+    i64,
+    Option<Uuid>,
+    Option<&'static str>,
+    Option<String>,
+);
+
+/// Verifies every event whose `occurred_at` lies in [from_ts, to_ts] (either bound optional), and
+/// the events between them in chain order, on every chain or one.
+#[pg_extern(stable, parallel_safe)]
+fn agentidp_verify_chain(
+    from_ts: default!(Option<TimestampWithTimeZone>, "NULL"),
+    to_ts: default!(Option<TimestampWithTimeZone>, "NULL"),
+    chain: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(verified, bool),
+        name!(checked_count, i64),
+        name!(broken_at_event_id, Option<Uuid>),
+        name!(break_kind, Option<&'static str>),
+        name!(broken_chain_id, Option<String>),
+    ),
+> {
+    if let (Some(from), Some(to)) = (from_ts, to_ts) {
+        if from > to {
+            raise(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "from_ts must be before or equal to to_ts",
+                None,
+            );
+        }
+    }
+    let verdict = Spi::connect(|_| {
+        let mut verdict = Verdict::default();
+        if from_ts.is_none() && to_ts.is_none() {
+            for id in chain_ids(chain) {
+                let start = trusted_start(&id);
+                verdict.add(&id, walk(&id, start, From::Beginning, None));
+                if verdict.broken.is_some() {
+                    break;
+                }
+            }
+        } else {
+            let bounds =
+                RANGE_BOUNDS.query(&[from_ts.into_datum(), to_ts.into_datum()], NO_SNAPSHOT, 0);
+            for row in bounds.iter() {
+                let id = text(&row, 1);
+                if chain.is_some_and(|c| c != id) {
+                    continue;
+                }
+                let lo = row.int8(2).expect("min(seq) of a non-empty group");
+                let hi = row.int8(3).expect("max(seq) of a non-empty group");
+                let (start, from) = match predecessor(&id, lo) {
+                    Some(p) => (p, From::After(p.seq)),
+                    None => (trusted_start(&id), From::Beginning),
+                };
+                verdict.add(&id, walk(&id, start, from, Some(hi)));
+                if verdict.broken.is_some() {
+                    break;
+                }
+            }
+        }
+        verdict
+    });
+    TableIterator::once(verdict.into_row())
+}
+
+/// Verifies each chain from its last checkpoint (all of it when `full_walk`) and, when it holds,
+/// moves the checkpoint to its head: an hourly check then costs the new rows only.
+#[pg_extern(volatile, parallel_unsafe)]
+fn agentidp_verify_incremental(
+    full_walk: default!(bool, "false"),
+) -> TableIterator<
+    'static,
+    (
+        name!(verified, bool),
+        name!(checked_count, i64),
+        name!(broken_at_event_id, Option<Uuid>),
+        name!(break_kind, Option<&'static str>),
+        name!(broken_chain_id, Option<String>),
+    ),
+> {
+    let verdict = Spi::connect(|_| {
+        let mut verdict = Verdict::default();
+        for id in chain_ids(None) {
+            let start = if full_walk { None } else { checkpoint(&id) };
+            let outcome = match start {
+                Some(cp) => match check_against(&id, &cp) {
+                    Ok(()) => walk(&id, cp, From::After(cp.seq), None),
+                    Err(broken) => broken,
+                },
+                None => walk(&id, trusted_start(&id), From::Beginning, None),
+            };
+            if outcome.broken.is_none() && outcome.head.seq > 0 {
+                save_checkpoint(&id, &outcome.head);
+            }
+            verdict.add(&id, outcome);
+            if verdict.broken.is_some() {
+                break;
+            }
+        }
+        verdict
+    });
+    TableIterator::once(verdict.into_row())
+}
+
+/// Each chain's current head, to export to a store outside this database: a later
+/// `agentidp_verify_digest` against it reveals a cut tail or a rewritten history.
+#[pg_extern(stable, parallel_safe)]
+fn agentidp_chain_heads(
+    chain: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(chain_id, String),
+        name!(seq, i64),
+        name!(hash, Vec<u8>),
+        name!(occurred_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let heads = Spi::connect(|_| {
+        chain_ids(chain)
+            .into_iter()
+            .filter_map(|id| {
+                let rows = HEAD.query(&[id.as_str().into_datum()], NO_SNAPSHOT, 1);
+                let row = rows.first()?;
+                let seq = row.int8(1)?;
+                let hash = row.bytes(2)?.to_vec();
+                let at = row
+                    .datum(3)
+                    .and_then(|d| unsafe { TimestampWithTimeZone::from_datum(d, false) });
+                Some((id, seq, hash, at))
+            })
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(heads)
+}
+
+/// Verifies a whole chain, and that it still contains the head exported earlier.
+#[pg_extern(stable, parallel_safe)]
+fn agentidp_verify_digest(
+    chain_id: &str,
+    seq: i64,
+    hash: &[u8],
+) -> TableIterator<
+    'static,
+    (
+        name!(verified, bool),
+        name!(checked_count, i64),
+        name!(broken_at_event_id, Option<Uuid>),
+        name!(break_kind, Option<&'static str>),
+        name!(broken_chain_id, Option<String>),
+    ),
+> {
+    let Ok(hash) = <[u8; HASH_LEN]>::try_from(hash) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("a digest hash is 32 bytes, got {}", hash.len()),
+            None,
+        );
+    };
+    let digest = ChainHead { seq, hash };
+    let verdict = Spi::connect(|_| {
+        let mut verdict = Verdict::default();
+        let outcome = walk(chain_id, trusted_start(chain_id), From::Beginning, None);
+        let outcome = if outcome.broken.is_some() {
+            outcome
+        } else {
+            match check_against(chain_id, &digest) {
+                Ok(()) => outcome,
+                Err(broken) => ChainOutcome {
+                    checked: outcome.checked,
+                    ..broken
+                },
+            }
+        };
+        verdict.add(chain_id, outcome);
+        verdict
+    });
+    TableIterator::once(verdict.into_row())
+}
+
+#[derive(Default)]
+struct Verdict {
+    checked: i64,
+    broken: Option<(Option<[u8; 16]>, BreakKind, String)>,
+}
+
+impl Verdict {
+    fn add(&mut self, chain_id: &str, outcome: ChainOutcome) {
+        self.checked += i64::try_from(outcome.checked).expect("fewer than 2^63 rows");
+        if self.broken.is_none() {
+            self.broken = outcome
+                .broken
+                .map(|(event, kind)| (event, kind, chain_id.to_owned()));
+        }
+    }
+
+    fn into_row(self) -> VerdictRow {
+        match self.broken {
+            None => (true, self.checked, None, None, None),
+            Some((event, kind, chain)) => (
+                false,
+                self.checked,
+                event.map(Uuid::from_bytes),
+                Some(kind.as_str()),
+                Some(chain),
+            ),
+        }
+    }
+}
+
+/// Where one walk ended: the last event that held, and the first break with its event, if any.
+pub(crate) struct ChainOutcome {
+    pub checked: u64,
+    pub head: ChainHead,
+    pub broken: Option<(Option<[u8; 16]>, BreakKind)>,
+}
+
+/// The transaction's own snapshot: what a STABLE function must read.
+const NO_SNAPSHOT: pg_sys::Snapshot = std::ptr::null_mut();
+
+static CHAIN_IDS: KeptPlan = KeptPlan::new(
+    // A loose index scan over the primary key: one probe per chain, not a scan of every event.
+    c"WITH RECURSIVE c(id) AS (
+        (SELECT chain_id FROM agentidp.audit_events ORDER BY chain_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT e.chain_id FROM agentidp.audit_events e
+                 WHERE e.chain_id > c.id ORDER BY e.chain_id LIMIT 1)
+          FROM c WHERE c.id IS NOT NULL)
+      SELECT id FROM c WHERE id IS NOT NULL
+      UNION SELECT chain_id FROM agentidp.chain_anchors
+      ORDER BY 1",
+    &[],
+);
+
+static RANGE_BOUNDS: KeptPlan = KeptPlan::new(
+    c"SELECT chain_id, min(seq), max(seq) FROM agentidp.audit_events
+       WHERE occurred_at >= coalesce($1, '-infinity') AND occurred_at <= coalesce($2, 'infinity')
+       GROUP BY chain_id ORDER BY chain_id",
+    &[pg_sys::TIMESTAMPTZOID, pg_sys::TIMESTAMPTZOID],
+);
+
+static PREDECESSOR: KeptPlan = KeptPlan::new(
+    c"SELECT seq, hash FROM agentidp.audit_events
+       WHERE chain_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1",
+    &[pg_sys::TEXTOID, pg_sys::INT8OID],
+);
+
+static ANCHOR: KeptPlan = KeptPlan::new(
+    c"SELECT seq, hash FROM agentidp.chain_anchors WHERE chain_id = $1",
+    &[pg_sys::TEXTOID],
+);
+
+static CHECKPOINT: KeptPlan = KeptPlan::new(
+    c"SELECT seq, hash FROM agentidp.chain_checkpoints WHERE chain_id = $1",
+    &[pg_sys::TEXTOID],
+);
+
+static HEAD: KeptPlan = KeptPlan::new(
+    c"SELECT seq, hash, occurred_at FROM agentidp.audit_events
+       WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+    &[pg_sys::TEXTOID],
+);
+
+static ROW_AT: KeptPlan = KeptPlan::new(
+    c"SELECT hash, event_id FROM agentidp.audit_events WHERE chain_id = $1 AND seq = $2
+      UNION ALL
+      SELECT hash, event_id FROM agentidp.audit_events_archive WHERE chain_id = $1 AND seq = $2
+      UNION ALL
+      SELECT hash, NULL FROM agentidp.chain_anchors WHERE chain_id = $1 AND seq = $2
+      LIMIT 1",
+    &[pg_sys::TEXTOID, pg_sys::INT8OID],
+);
+
+static EVENTS: KeptPlan = KeptPlan::new(
+    c"SELECT seq, prev_hash, hash, event_id, occurred_at, action, outcome, agent_id, org_id,
+             metadata::text
+        FROM agentidp.audit_events
+       WHERE chain_id = $1 AND seq > $2 AND seq <= $3
+       ORDER BY seq",
+    &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::INT8OID],
+);
+
+static SUCCESSOR: KeptPlan = KeptPlan::new(
+    c"SELECT seq, prev_hash, event_id FROM agentidp.audit_events
+       WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT 1",
+    &[pg_sys::TEXTOID, pg_sys::INT8OID],
+);
+
+fn chain_ids(only: Option<&str>) -> Vec<String> {
+    match only {
+        Some(id) => vec![id.to_owned()],
+        None => CHAIN_IDS
+            .query(&[], NO_SNAPSHOT, 0)
+            .iter()
+            .map(|row| text(&row, 1))
+            .collect(),
+    }
+}
+
+fn text(row: &Row<'_>, col: i32) -> String {
+    String::from_utf8_lossy(row.bytes(col).expect("text column is NOT NULL")).into_owned()
+}
+
+fn head_at(rows: &crate::spi::Rows) -> Option<ChainHead> {
+    let row = rows.first()?;
+    let seq = row.int8(1)?;
+    let hash = <[u8; HASH_LEN]>::try_from(row.bytes(2)?).ok()?;
+    Some(ChainHead { seq, hash })
+}
+
+/// Where a walk from the start of a chain begins: after its retention anchor, or at genesis.
+pub(crate) fn trusted_start(chain_id: &str) -> ChainHead {
+    head_at(&ANCHOR.query(&[chain_id.into_datum()], NO_SNAPSHOT, 1)).unwrap_or(ChainHead::GENESIS)
+}
+
+fn predecessor(chain_id: &str, seq: i64) -> Option<ChainHead> {
+    head_at(&PREDECESSOR.query(&[chain_id.into_datum(), seq.into_datum()], NO_SNAPSHOT, 1))
+}
+
+fn checkpoint(chain_id: &str) -> Option<ChainHead> {
+    head_at(&CHECKPOINT.query(&[chain_id.into_datum()], NO_SNAPSHOT, 1))
+}
+
+fn save_checkpoint(chain_id: &str, head: &ChainHead) {
+    Spi::run_with_args(
+        "INSERT INTO agentidp.chain_checkpoints (chain_id, seq, hash) VALUES ($1, $2, $3)
+         ON CONFLICT (chain_id) DO UPDATE
+            SET seq = excluded.seq, hash = excluded.hash, verified_at = now()",
+        &[
+            chain_id.into(),
+            head.seq.into(),
+            head.hash.as_slice().into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("recording the checkpoint of chain {chain_id:?} failed: {e}"));
+}
+
+/// Checks that the chain still holds a head recorded earlier at its position.
+fn check_against(chain_id: &str, recorded: &ChainHead) -> Result<(), ChainOutcome> {
+    let last = HEAD.query(&[chain_id.into_datum()], NO_SNAPSHOT, 1);
+    let last_seq = head_at(&last).map_or_else(|| trusted_start(chain_id).seq, |h| h.seq);
+    let at = ROW_AT.query(
+        &[chain_id.into_datum(), recorded.seq.into_datum()],
+        NO_SNAPSHOT,
+        1,
+    );
+    let row = at.first();
+    let stored = row
+        .and_then(|r| r.bytes(1))
+        .and_then(|b| <[u8; HASH_LEN]>::try_from(b).ok());
+    chain::check_digest(recorded, last_seq, stored.as_ref()).map_err(|kind| ChainOutcome {
+        checked: 0,
+        head: *recorded,
+        broken: Some((row.and_then(|r| r.uuid(2)).copied(), kind)),
+    })
+}
+
+/// Where a walk reads from: every stored event (so a forged one numbered before the start is
+/// caught too), or those after a position already trusted.
+#[derive(Clone, Copy)]
+pub(crate) enum From {
+    Beginning,
+    After(i64),
+}
+
+/// Walks one chain's events, checking them against `start`, up to `last` (the end when `None`),
+/// then checks that the event after `last` links to it.
+pub(crate) fn walk(
+    chain_id: &str,
+    start: ChainHead,
+    from: From,
+    last: Option<i64>,
+) -> ChainOutcome {
+    let mut verifier = Verifier::starting_after(start);
+    let after = match from {
+        From::Beginning => i64::MIN,
+        From::After(seq) => seq,
+    };
+    let mut cursor = EVENTS.cursor(&[
+        chain_id.into_datum(),
+        after.into_datum(),
+        last.unwrap_or(i64::MAX).into_datum(),
+    ]);
+    let outcome = |v: &Verifier, broken| ChainOutcome {
+        checked: v.checked(),
+        head: v.head(),
+        broken,
+    };
+    loop {
+        let rows = cursor.fetch(BATCH);
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows.iter() {
+            let event_id = row.uuid(4).expect("event_id is NOT NULL");
+            let checked = check_row(&mut verifier, chain_id.as_bytes(), &row, event_id);
+            if let Err(kind) = checked {
+                return outcome(&verifier, Some((Some(*event_id), kind)));
+            }
+        }
+    }
+    if let Some(last) = last {
+        let next = SUCCESSOR.query(&[chain_id.into_datum(), last.into_datum()], NO_SNAPSHOT, 1);
+        if let Some(row) = next.first() {
+            let seq = row.int8(1).expect("seq is NOT NULL");
+            let prev = row.bytes(2).expect("prev_hash is NOT NULL");
+            let linked = <[u8; HASH_LEN]>::try_from(prev)
+                .map_err(|_| BreakKind::LinkBroken)
+                .and_then(|prev| verifier.check_successor_link(seq, &prev));
+            if let Err(kind) = linked {
+                return outcome(&verifier, Some((row.uuid(3).copied(), kind)));
+            }
+        }
+    }
+    outcome(&verifier, None)
+}
+
+fn check_row(
+    verifier: &mut Verifier,
+    chain_id: &[u8],
+    row: &Row<'_>,
+    event_id: &[u8; 16],
+) -> Result<(), BreakKind> {
+    let not_null = "chain columns are NOT NULL";
+    // A stored hash or link of the wrong length is an edit: nothing the trigger writes.
+    let prev_hash = <[u8; HASH_LEN]>::try_from(row.bytes(2).expect(not_null))
+        .map_err(|_| BreakKind::LinkBroken)?;
+    let hash = <[u8; HASH_LEN]>::try_from(row.bytes(3).expect(not_null))
+        .map_err(|_| BreakKind::ContentEdited)?;
+    let pg_micros = row.datum(5).expect(not_null).value() as i64;
+    let event = Event {
+        chain_id,
+        seq: row.int8(1).expect(not_null),
+        prev_hash: &prev_hash,
+        event_id,
+        occurred_at_unix_micros: chain::unix_micros_from_postgres(pg_micros)
+            .ok_or(BreakKind::ContentEdited)?,
+        action: row.bytes(6).expect(not_null),
+        outcome: row.bytes(7).expect(not_null),
+        agent_id: row.bytes(8),
+        org_id: row.bytes(9),
+        metadata: row.bytes(10),
+    };
+    verifier.check(&event, &hash)
+}
