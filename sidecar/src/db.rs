@@ -32,16 +32,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("{0}")]
 pub struct DbError(String);
 
+impl DbError {
+    pub fn new(text: impl AsRef<str>) -> DbError {
+        DbError(redact_keys(text.as_ref()))
+    }
+}
+
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> DbError {
         // tokio-postgres' Display includes the server's message, which may quote a setting.
-        DbError(redact_keys(&e.to_string()))
+        DbError::new(e.to_string())
     }
 }
 
 impl From<deadpool_postgres::PoolError> for DbError {
     fn from(e: deadpool_postgres::PoolError) -> DbError {
-        DbError(redact_keys(&e.to_string()))
+        DbError::new(e.to_string())
     }
 }
 

@@ -8,36 +8,57 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agentidp_core::crypto::{CryptoError, KeyId};
+
 use crate::vault::VaultKeySource;
 
 /// A validated AES-256 key, held as 64 lowercase hex characters (the form the extension's
-/// `agentidp.encryption_key` setting takes).
-#[derive(Clone, PartialEq, Eq)]
-pub struct EncryptionKey(Arc<str>);
+/// `agentidp.encryption_key` setting takes), with the key id the extension derives from it.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    hex: Arc<str>,
+    id: KeyId,
+}
 
 impl EncryptionKey {
-    /// `origin` names where the text came from, for the error message.
+    /// `origin` names where the text came from, for the error message. The format rule is the
+    /// core crate's, so the sidecar never accepts a key the extension would refuse.
     pub fn from_hex(text: &str, origin: &str) -> Result<EncryptionKey, KeyLoadError> {
-        normalized_hex_key(text)
-            .map(|hex| EncryptionKey(hex.into()))
-            .ok_or_else(|| KeyLoadError::InvalidKey {
+        // Key files end with a newline, and a value pasted into Vault's UI often carries spaces.
+        let text = text.trim();
+        match agentidp_core::crypto::EncryptionKey::from_hex(text) {
+            Ok(parsed) => Ok(EncryptionKey {
+                hex: text.to_ascii_lowercase().into(),
+                id: parsed.id(),
+            }),
+            Err(e) => Err(KeyLoadError::InvalidKey {
                 origin: origin.to_owned(),
-            })
+                reason: match e {
+                    CryptoError::InvalidKey(reason) => reason.to_string(),
+                    other => other.to_string(),
+                },
+            }),
+        }
     }
 
     pub fn expose_hex(&self) -> &str {
-        &self.0
+        &self.hex
+    }
+
+    /// Public by design (it is stamped on every v2 ciphertext), so logs and control details can
+    /// name the key in use.
+    pub fn id(&self) -> KeyId {
+        self.id
     }
 }
 
-/// The format rule, kept in one place so it can be swapped for `agentidp_core::crypto`'s parser
-/// once that lands and the sidecar and the extension can never disagree about a key.
-fn normalized_hex_key(text: &str) -> Option<String> {
-    // Key files end with a newline, and a value pasted into Vault's UI often carries spaces.
-    let text = text.trim();
-    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| text.to_ascii_lowercase())
+impl PartialEq for EncryptionKey {
+    fn eq(&self, other: &EncryptionKey) -> bool {
+        self.hex == other.hex
+    }
 }
+
+impl Eq for EncryptionKey {}
 
 /// Replaces every run of 64 or more hex digits with `<redacted>`.
 ///
@@ -70,7 +91,7 @@ pub fn redact_keys(text: &str) -> String {
 
 impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EncryptionKey(<redacted>)")
+        write!(f, "EncryptionKey(id {}, <redacted>)", self.id)
     }
 }
 
@@ -95,8 +116,8 @@ pub enum KeyLoadError {
     MalformedResponse { path: String },
     #[error("cannot read the key file {path}: {reason}")]
     FileUnreadable { path: String, reason: String },
-    #[error("Invalid encryption key in {origin}: expected a 64-character hex string")]
-    InvalidKey { origin: String },
+    #[error("Invalid encryption key in {origin} ({reason}): expected a 64-character hex string")]
+    InvalidKey { origin: String, reason: String },
 }
 
 impl KeyLoadError {
@@ -185,18 +206,17 @@ mod tests {
 
     #[test]
     fn rejects_anything_else_without_quoting_it() {
-        for bad in [
-            "",
-            &KEY[..63],
-            &format!("{KEY}0"),
-            &KEY.replace('0', "g"),
-            "correct horse battery staple",
+        for (bad, reason) in [
+            ("", "got 0 characters"),
+            (&KEY[..63], "got 63 characters"),
+            (&format!("{KEY}0"), "got 65 characters"),
+            (&KEY.replace('0', "g"), "character 1 is not a hex digit"),
         ] {
             let e = EncryptionKey::from_hex(bad, "Vault secret secret/data/x").unwrap_err();
             let msg = e.to_string();
             assert_eq!(
                 msg,
-                "Invalid encryption key in Vault secret secret/data/x: expected a 64-character hex string"
+                format!("Invalid encryption key in Vault secret secret/data/x ({reason}): expected a 64-character hex string")
             );
             assert!(bad.is_empty() || !msg.contains(bad));
         }
@@ -205,7 +225,10 @@ mod tests {
     #[test]
     fn debug_is_redacted() {
         let k = EncryptionKey::from_hex(KEY, "test").unwrap();
-        assert_eq!(format!("{k:?}"), "EncryptionKey(<redacted>)");
+        assert_eq!(
+            format!("{k:?}"),
+            format!("EncryptionKey(id {}, <redacted>)", k.id())
+        );
         let state = KeyState {
             key: Some(k),
             ..KeyState::default()

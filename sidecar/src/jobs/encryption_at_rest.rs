@@ -38,6 +38,7 @@ pub fn evaluate(state: &KeyState) -> Outcome {
             "keySourceConfigured": state.configured,
             "keyLoaded": state.key.is_some(),
             "keySource": source,
+            "keyId": state.key.as_ref().map(|k| k.id().to_string()),
             "error": error,
         }),
     )

@@ -54,13 +54,17 @@ impl KeyRefresher {
                     let previous = self.state.borrow().key.clone();
                     if previous.as_ref() != Some(&key) {
                         self.db.use_key(Some(&key))?;
-                        if previous.is_none() {
-                            tracing::info!(source = self.source.kind().as_str(), "{ENABLED_MESSAGE}");
-                        } else {
-                            tracing::info!(
-                                source = self.source.kind().as_str(),
+                        let source = self.source.kind().as_str();
+                        match &previous {
+                            None => {
+                                tracing::info!(source, key_id = %key.id(), "{ENABLED_MESSAGE}")
+                            }
+                            Some(old) => tracing::info!(
+                                source,
+                                old_key_id = %old.id(),
+                                key_id = %key.id(),
                                 "encryption key rotated; database sessions recycled with the new key"
-                            );
+                            ),
                         }
                     }
                     self.metrics.encryption_key_loaded.set(1);
