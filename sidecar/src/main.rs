@@ -6,7 +6,10 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // vaultrs reports every failed request at ERROR on its own; the sidecar's classified
+            // warning says the same with the retry plan, so the library's copy is off by default.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,vaultrs=off,rustify=off")),
         )
         .init();
     let config = match agentidp_sidecar::config::from_env() {

@@ -21,6 +21,9 @@ pub struct VaultKeySource {
 
 impl VaultKeySource {
     pub fn new(config: VaultConfig) -> Result<VaultKeySource, KeyLoadError> {
+        // reqwest is built without a bundled TLS crypto provider (that would be aws-lc and its C
+        // build); ring becomes the process-wide one. Installing it twice fails harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // The address was validated as a URL in config, so the builder's panicking setter is safe;
         // its other defaults honour VAULT_CACERT and VAULT_SKIP_VERIFY like the Vault CLI.
         let settings = VaultClientSettingsBuilder::default()

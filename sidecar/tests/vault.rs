@@ -1,0 +1,355 @@
+//! The key's way from Vault into the database sessions, through the real vaultrs client against a
+//! `wiremock` double that speaks Vault's KV v2 HTTP API.
+
+#![allow(clippy::unwrap_used)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentidp_sidecar::config::{RetryPolicy, VaultConfig};
+use agentidp_sidecar::controls::ControlStatus;
+use agentidp_sidecar::db::{self, Db};
+use agentidp_sidecar::jobs::encryption_at_rest;
+use agentidp_sidecar::jobs::key_refresh::KeyRefresher;
+use agentidp_sidecar::key::{KeyLoadError, KeySource, KeyState};
+use agentidp_sidecar::metrics::Metrics;
+use agentidp_sidecar::vault::VaultKeySource;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "hvs.test-token";
+const SECRET_PATH: &str = "/v1/secret/data/agentidp/encryption-key";
+const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const KEY_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+fn vault_config(addr: &str) -> VaultConfig {
+    VaultConfig {
+        addr: addr.to_owned(),
+        token: TOKEN.to_owned(),
+        mount: "secret".to_owned(),
+        path: "agentidp/encryption-key".to_owned(),
+        field: "encryptionKey".to_owned(),
+    }
+}
+
+/// What `vault kv get` reads: the KV v2 envelope, secret under `data.data`.
+fn envelope(data: Value) -> Value {
+    json!({
+        "request_id": "6a4a5ca9-6c44-4b8e-9cf3-4e7a7d7b7b7b",
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": {
+            "data": data,
+            "metadata": {
+                "created_time": "2026-03-31T06:00:00.000000Z",
+                "custom_metadata": null,
+                "deletion_time": "",
+                "destroyed": false,
+                "version": 3
+            }
+        },
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+        "mount_type": "kv"
+    })
+}
+
+fn secret(key: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(envelope(json!({ "encryptionKey": key })))
+}
+
+fn vault_error(status: u16, errors: &[&str]) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({ "errors": errors }))
+}
+
+fn read_secret() -> wiremock::MockBuilder {
+    Mock::given(method("GET"))
+        .and(path(SECRET_PATH))
+        .and(header("X-Vault-Token", TOKEN))
+}
+
+async fn fetch(server: &MockServer) -> Result<String, KeyLoadError> {
+    let source = VaultKeySource::new(vault_config(&server.uri())).unwrap();
+    source.fetch().await.map(|k| k.expose_hex().to_owned())
+}
+
+#[tokio::test]
+async fn reads_the_key_from_the_kv2_envelope_with_the_token() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(secret(KEY_A))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(fetch(&server).await.unwrap(), KEY_A);
+}
+
+#[tokio::test]
+async fn missing_secret_is_a_failing_not_found() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(vault_error(404, &[]))
+        .mount(&server)
+        .await;
+    let e = fetch(&server).await.unwrap_err();
+    assert!(matches!(e, KeyLoadError::SecretNotFound { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "Vault secret secret/data/agentidp/encryption-key was not found (HTTP 404)"
+    );
+    assert!(!e.is_transient());
+}
+
+#[tokio::test]
+async fn permission_denied_names_the_policy_problem() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(vault_error(
+            403,
+            &["1 error occurred:\n\t* permission denied\n\n"],
+        ))
+        .mount(&server)
+        .await;
+    let e = fetch(&server).await.unwrap_err();
+    assert!(matches!(e, KeyLoadError::PermissionDenied { .. }), "{e:?}");
+    assert!(e.to_string().contains("permission denied"));
+    assert!(!e.to_string().contains(TOKEN));
+    assert!(!e.is_transient());
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_refused_without_echoing_it() {
+    let server = MockServer::start().await;
+    let bad = &KEY_A[..62];
+    read_secret().respond_with(secret(bad)).mount(&server).await;
+    let e = fetch(&server).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Invalid encryption key in Vault secret secret/data/agentidp/encryption-key field encryptionKey (got 62 characters): expected a 64-character hex string"
+    );
+    assert!(!e.to_string().contains(bad));
+}
+
+#[tokio::test]
+async fn a_secret_without_the_field_is_refused() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(envelope(json!({ "key": KEY_A, "encryptionKey": 42 }))),
+        )
+        .mount(&server)
+        .await;
+    let e = fetch(&server).await.unwrap_err();
+    assert!(matches!(e, KeyLoadError::FieldMissing { .. }), "{e:?}");
+    assert!(!format!("{e} {e:?}").contains(KEY_A));
+}
+
+#[tokio::test]
+async fn a_sealed_vault_is_transient() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(vault_error(503, &["Vault is sealed"]))
+        .mount(&server)
+        .await;
+    let e = fetch(&server).await.unwrap_err();
+    assert!(
+        matches!(e, KeyLoadError::VaultUnavailable { status: 503, .. }),
+        "{e:?}"
+    );
+    assert!(e.is_transient());
+}
+
+struct Rig {
+    refresher: KeyRefresher,
+    state: watch::Receiver<KeyState>,
+    db: Arc<Db>,
+    metrics: Arc<Metrics>,
+}
+
+/// Connections are lazy, so the pool needs no database; its generation shows key swaps.
+fn rig(addr: &str, schedule: &str) -> Rig {
+    let db = Arc::new(
+        Db::new(
+            "postgresql://agentidp@127.0.0.1:1/agentidp"
+                .parse()
+                .unwrap(),
+            db::tls_connector(None).unwrap(),
+            2,
+        )
+        .unwrap(),
+    );
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let (tx, state) = watch::channel(KeyState {
+        configured: true,
+        ..KeyState::default()
+    });
+    let source = KeySource::Vault(Box::new(VaultKeySource::new(vault_config(addr)).unwrap()));
+    let refresher = KeyRefresher::new(
+        source,
+        db.clone(),
+        metrics.clone(),
+        tx,
+        cron::Schedule::from_str(schedule).unwrap(),
+        RetryPolicy {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        },
+    );
+    Rig {
+        refresher,
+        state,
+        db,
+        metrics,
+    }
+}
+
+async fn wait_for(state: &mut watch::Receiver<KeyState>, what: impl Fn(&KeyState) -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), state.wait_for(|s| what(s)))
+        .await
+        .expect("timed out waiting for the key state")
+        .unwrap();
+}
+
+fn loaded_hex(s: &KeyState) -> Option<String> {
+    s.key.as_ref().map(|k| k.expose_hex().to_owned())
+}
+
+#[tokio::test]
+async fn an_outage_is_retried_with_backoff_until_vault_recovers() {
+    // Reserve a port, then leave it closed: connection refused, a real outage.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut r = rig(&format!("http://{addr}"), "0 0 0 1 1 *");
+
+    assert!(!r.refresher.refresh_once().await);
+    {
+        let s = r.state.borrow();
+        assert!(s.key.is_none());
+        assert!(matches!(
+            s.last_error.as_deref(),
+            Some(KeyLoadError::VaultUnreachable { .. })
+        ));
+        assert_eq!(
+            encryption_at_rest::evaluate(&s).status,
+            ControlStatus::Unknown
+        );
+    }
+    assert_eq!(r.metrics.encryption_key_loaded.get(), 0);
+
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(r.refresher.run(false, cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // Vault comes back on the same address, sealed at first.
+    let server = MockServer::builder()
+        .listener(std::net::TcpListener::bind(addr).unwrap())
+        .start()
+        .await;
+    read_secret()
+        .respond_with(vault_error(503, &["Vault is sealed"]))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    read_secret()
+        .respond_with(secret(KEY_A))
+        .mount(&server)
+        .await;
+
+    wait_for(&mut r.state, |s| s.key.is_some()).await;
+    assert_eq!(loaded_hex(&r.state.borrow()).as_deref(), Some(KEY_A));
+    assert!(r.state.borrow().last_error.is_none());
+    assert_eq!(
+        encryption_at_rest::evaluate(&r.state.borrow()).status,
+        ControlStatus::Passing
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "two sealed answers, then the key"
+    );
+    assert_eq!(r.db.generation(), 1);
+    assert_eq!(r.metrics.encryption_key_loaded.get(), 1);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_without_a_restart() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(secret(KEY_A))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    read_secret()
+        .respond_with(secret(KEY_B))
+        .mount(&server)
+        .await;
+    // Every second, so the test sees a scheduled re-read quickly.
+    let mut r = rig(&server.uri(), "* * * * * *");
+
+    assert!(r.refresher.refresh_once().await);
+    assert_eq!(loaded_hex(&r.state.borrow()).as_deref(), Some(KEY_A));
+    assert_eq!(r.db.generation(), 1);
+
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(r.refresher.run(true, cancel.clone()));
+    wait_for(&mut r.state, |s| loaded_hex(s).as_deref() == Some(KEY_B)).await;
+    assert_eq!(
+        r.db.generation(),
+        2,
+        "the pool was recycled for the new key"
+    );
+
+    // Re-reading an unchanged key leaves the sessions alone.
+    let reads = server.received_requests().await.unwrap().len();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.received_requests().await.unwrap().len() < reads + 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.db.generation(), 2);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_key_in_use() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(secret(KEY_A))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    read_secret()
+        .respond_with(vault_error(403, &["permission denied"]))
+        .mount(&server)
+        .await;
+    let r = rig(&server.uri(), "0 0 0 1 1 *");
+    assert!(r.refresher.refresh_once().await);
+    assert!(!r.refresher.refresh_once().await);
+    let s = r.state.borrow();
+    assert_eq!(loaded_hex(&s).as_deref(), Some(KEY_A));
+    assert_eq!(r.db.generation(), 1);
+    assert_eq!(
+        encryption_at_rest::evaluate(&s).status,
+        ControlStatus::Failing
+    );
+    let text = r.metrics.render().unwrap();
+    assert!(text.contains("agentidp_job_runs_total{job=\"key_refresh\",result=\"error\"} 1"));
+    assert!(text.contains("agentidp_job_runs_total{job=\"key_refresh\",result=\"success\"} 1"));
+    assert!(!text.contains(KEY_A));
+}
