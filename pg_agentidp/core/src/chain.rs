@@ -32,7 +32,9 @@ pub const FIRST_SEQ: i64 = 1;
 pub struct Event<'a> {
     pub chain_id: &'a [u8],
     pub seq: i64,
-    pub prev_hash: &'a Hash,
+    /// The stored previous hash: 32 bytes unless the row was tampered with, and framed with its
+    /// length either way, so a malformed one is hashed, compared and reported like any other.
+    pub prev_hash: &'a [u8],
     pub event_id: &'a [u8; 16],
     /// Microseconds since 1970-01-01 00:00:00 UTC.
     pub occurred_at_unix_micros: i64,
@@ -181,30 +183,31 @@ impl Verifier {
     }
 
     /// Checks the next stored event and, when it holds, advances past it.
-    pub fn check(&mut self, event: &Event<'_>, stored_hash: &Hash) -> Result<(), BreakKind> {
+    pub fn check(&mut self, event: &Event<'_>, stored_hash: &[u8]) -> Result<(), BreakKind> {
         self.checked += 1;
         if event.seq != self.head.next_seq() {
             return Err(BreakKind::SequenceGap);
         }
-        if event.prev_hash != &self.head.hash {
+        if event.prev_hash != self.head.hash {
             return Err(BreakKind::LinkBroken);
         }
-        if &event.hash_with(&mut self.scratch) != stored_hash {
+        let hash = event.hash_with(&mut self.scratch);
+        if hash != stored_hash {
             return Err(BreakKind::ContentEdited);
         }
         self.head = ChainHead {
             seq: event.seq,
-            hash: *stored_hash,
+            hash,
         };
         Ok(())
     }
 
     /// Checks that the event after the verified run links to it, without recomputing that event's
     /// hash (it lies outside the run). Does not count it as checked.
-    pub fn check_successor_link(&self, seq: i64, prev_hash: &Hash) -> Result<(), BreakKind> {
+    pub fn check_successor_link(&self, seq: i64, prev_hash: &[u8]) -> Result<(), BreakKind> {
         if seq != self.head.next_seq() {
             Err(BreakKind::SequenceGap)
-        } else if prev_hash != &self.head.hash {
+        } else if prev_hash != self.head.hash {
             Err(BreakKind::LinkBroken)
         } else {
             Ok(())
@@ -250,7 +253,7 @@ mod tests {
         0xf2,
     ];
 
-    fn event<'a>(prev: &'a Hash, seq: i64) -> Event<'a> {
+    fn event<'a>(prev: &'a [u8], seq: i64) -> Event<'a> {
         Event {
             chain_id: b"global",
             seq,
@@ -508,6 +511,22 @@ mod tests {
         }
         .hash();
         assert_eq!(verify(&rehashed), Err((2, BreakKind::LinkBroken)));
+    }
+
+    #[test]
+    fn malformed_lengths_are_breaks_not_panics() {
+        let chain = build_chain(2);
+        let mut v = Verifier::starting_after(ChainHead::GENESIS);
+        assert_eq!(
+            v.check(&event(&chain[0].prev, 1), &chain[0].hash[..16]),
+            Err(BreakKind::ContentEdited)
+        );
+        let mut v = Verifier::starting_after(ChainHead::GENESIS);
+        assert_eq!(
+            v.check(&event(&[0; 31], 1), &chain[0].hash),
+            Err(BreakKind::LinkBroken)
+        );
+        assert_eq!(v.checked(), 1);
     }
 
     #[test]

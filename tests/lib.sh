@@ -1,0 +1,46 @@
+# Shared by the harness scripts: paths, and a throwaway PostgreSQL cluster run as `postgres`
+# (initdb refuses root). Source it; it defines functions only.
+
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=$PG_BIN/pg_config
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Under /var/tmp, not /tmp: the postgres user must own the clusters' parent directory.
+RUN_DIR=${AGENTIDP_RUN_DIR:-/var/tmp/agentidp}
+
+log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+# start_cluster NAME PORT [postgresql.conf lines...]: a fresh cluster in $RUN_DIR/NAME.
+start_cluster() {
+  local name=$1 port=$2; shift 2
+  local dir=$RUN_DIR/$name
+  stop_cluster "$name"
+  mkdir -p "$RUN_DIR" && chown postgres "$RUN_DIR"
+  rm -rf "$dir"
+  as_postgres "$PG_BIN/initdb" -D "$dir" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  {
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$RUN_DIR'"
+    printf '%s\n' "$@"
+  } >> "$dir/postgresql.conf"
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir.log" -w start >/dev/null
+}
+
+stop_cluster() {
+  local dir=$RUN_DIR/$1
+  if [ -f "$dir/postmaster.pid" ]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+
+# psql_at PORT [psql args...]: as the superuser, stopping at the first error.
+psql_at() {
+  local port=$1; shift
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
+}
+
+install_extension() {
+  (cd "$REPO/pg_agentidp" && cargo pgrx install --release --pg-config "$PG_CONFIG")
+}
