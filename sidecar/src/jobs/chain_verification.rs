@@ -32,7 +32,7 @@ pub fn evaluate(result: &ChainVerification, full_walk: bool) -> Outcome {
     )
 }
 
-async fn run_once(ctx: &JobContext, full_walk: bool) -> Result<(), JobError> {
+pub async fn run_once(ctx: &JobContext, full_walk: bool) -> Result<(), JobError> {
     let verified = async {
         let client = ctx.db.client().await?;
         Ok::<_, JobError>(audit_chain::verify_incremental(&**client, full_walk).await?)

@@ -44,7 +44,7 @@ pub fn evaluate(state: &KeyState) -> Outcome {
     )
 }
 
-async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
+pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
     let outcome = evaluate(&ctx.key_state.borrow());
     record(ctx, CONTROL, &outcome).await
 }

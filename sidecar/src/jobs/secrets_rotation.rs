@@ -52,7 +52,7 @@ async fn count(ctx: &JobContext, warning_days: i32) -> Result<CredentialCounts, 
     })
 }
 
-async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
+pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
     let days = ctx.config.credential_expiry_warning_days;
     let counts = match count(ctx, i32::try_from(days).unwrap_or(i32::MAX)).await {
         Ok(c) => c,

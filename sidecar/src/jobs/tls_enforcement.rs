@@ -58,7 +58,7 @@ async fn inspect(ctx: &JobContext) -> Result<DatabaseTls, JobError> {
     })
 }
 
-async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
+pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
     let db = match inspect(ctx).await {
         Ok(d) => d,
         Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),

@@ -32,7 +32,7 @@ async fn depth(ctx: &JobContext) -> Result<i64, JobError> {
     Ok(row.try_get(0)?)
 }
 
-async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
+pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
     let depth = match depth(ctx).await {
         Ok(d) => d,
         Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),

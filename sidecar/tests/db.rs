@@ -1,0 +1,535 @@
+//! Against a real PostgreSQL with pg_agentidp installed, named by `AGENTIDP_TEST_DATABASE_URL`
+//! (a superuser, on a database these tests may write to: they update `agentidp.control_status`,
+//! add and remove rows in `credentials` and `webhook_dead_letters`, append to `audit_events`,
+//! and take the leader lock).
+//!
+//! Without the variable the tests print a skip notice and pass, except under CI (`CI` set), where
+//! a missing database is a failure rather than a silent skip.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentidp_sidecar::app::{app, AppState};
+use agentidp_sidecar::config::Config;
+use agentidp_sidecar::controls::{self, ControlId, ControlStatus, Outcome, Snapshot};
+use agentidp_sidecar::db::{self, ApiBackend, Db};
+use agentidp_sidecar::jobs::{self, JobContext};
+use agentidp_sidecar::key::{EncryptionKey, KeyOrigin, KeyState};
+use agentidp_sidecar::leader::{self, JOBS_LOCK_KEY};
+use agentidp_sidecar::metrics::Metrics;
+use agentidp_sidecar::snapshot::{self, SnapshotCell};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const KEY_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+const SECRET: &str = "test-hs256-secret-that-is-long-enough-0123456789";
+
+/// The tests share one database and its five control rows; they take turns.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn database_url() -> Option<String> {
+    match std::env::var("AGENTIDP_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "AGENTIDP_TEST_DATABASE_URL is not set: CI must run the sidecar's database tests \
+             against a PostgreSQL with pg_agentidp installed"
+        ),
+        _ => {
+            // Straight to stderr, past the test harness's capture, so the skip is seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: set AGENTIDP_TEST_DATABASE_URL (a superuser URL of a database with \
+                 pg_agentidp installed) to run the sidecar's database tests"
+            );
+            None
+        }
+    }
+}
+
+macro_rules! require_database {
+    () => {
+        match database_url() {
+            Some(url) => url,
+            None => return,
+        }
+    };
+}
+
+fn connect(url: &str) -> Arc<Db> {
+    Arc::new(Db::new(url.parse().unwrap(), db::tls_connector(None).unwrap(), 4).unwrap())
+}
+
+fn key(hex: &str) -> EncryptionKey {
+    EncryptionKey::from_hex(hex, "test").unwrap()
+}
+
+fn config(url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", url),
+        ("JWT_HS256_SECRET", SECRET),
+        ("ENCRYPTION_KEY_FILE", "/dev/null"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    vars.remove("AGENTIDP_TEST_DATABASE_URL");
+    Config::from_map(&vars).unwrap()
+}
+
+fn context(url: &str, db: Arc<Db>, extra: &[(&str, &str)], key_state: KeyState) -> JobContext {
+    let (_tx, key_state) = watch::channel(key_state);
+    JobContext {
+        db,
+        metrics: Arc::new(Metrics::new().unwrap()),
+        key_state,
+        config: Arc::new(config(url, extra)),
+    }
+}
+
+async fn session_key(db: &Db) -> Option<String> {
+    let client = db.client().await.unwrap();
+    client
+        .query_one(
+            "SELECT current_setting('agentidp.encryption_key', true)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn control(db: &Db, id: ControlId) -> (String, Value) {
+    let client = db.client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT status, coalesce(detail, 'null'::jsonb) FROM agentidp.control_status WHERE control_id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn pooled_sessions_carry_the_key_and_a_rotation_recycles_them() {
+    let url = require_database!();
+    let db = connect(&url);
+    assert_eq!(
+        session_key(&db).await.unwrap_or_default(),
+        "",
+        "no key before one is loaded"
+    );
+
+    db.use_key(Some(&key(KEY_A))).unwrap();
+    assert_eq!(session_key(&db).await.as_deref(), Some(KEY_A));
+
+    // A session checked out across the rotation finishes with the old key and is not reused.
+    let busy = db.client().await.unwrap();
+    db.use_key(Some(&key(KEY_B))).unwrap();
+    drop(busy);
+    for _ in 0..4 {
+        assert_eq!(session_key(&db).await.as_deref(), Some(KEY_B));
+    }
+
+    let client = db.client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('application_name'), \
+                    (SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid())",
+            &[&KEY_B],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "agentidp-sidecar");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        0,
+        "the key must never be statement text"
+    );
+}
+
+#[tokio::test]
+async fn the_snapshot_and_gauges_follow_the_control_table() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    let outcome = Outcome::new(
+        ControlStatus::Failing,
+        json!({"depth": 250, "threshold": 100}),
+    );
+    controls::record(
+        &**db.client().await.unwrap(),
+        ControlId::WebhookDeadLetters,
+        &outcome,
+    )
+    .await
+    .unwrap();
+
+    let cell = SnapshotCell::new(Snapshot::unknown(Utc::now()));
+    let metrics = Metrics::new().unwrap();
+    snapshot::refresh(&db, &cell, &metrics).await.unwrap();
+    let snap = cell.get();
+    let cc71 = snap
+        .controls
+        .iter()
+        .find(|c| c.id == ControlId::WebhookDeadLetters)
+        .unwrap();
+    assert_eq!(cc71.status, ControlStatus::Failing);
+    assert_eq!(cc71.dead_letter_depth, Some(250));
+    assert!(Utc::now() - cc71.last_checked < chrono::Duration::minutes(1));
+    let text = metrics.render().unwrap();
+    assert!(text.contains("agentidp_webhook_dead_letters 250"), "{text}");
+    assert!(text.contains(r#"agentidp_control_status{control="CC7.1",status="failing"} 1"#));
+    assert_eq!(snap.controls.len(), 5);
+}
+
+#[tokio::test]
+async fn secrets_rotation_fails_on_an_expired_active_credential() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    let org = format!("sidecar-test-{}", uuid::Uuid::new_v4());
+    let client = db.client().await.unwrap();
+    let insert = "INSERT INTO agentidp.credentials (org_id, secret_hash, status, expires_at) \
+                  VALUES ($1, 'x', $2, now() + make_interval(days => $3))";
+    client
+        .execute(insert, &[&org, &"active", &3i32])
+        .await
+        .unwrap();
+    client
+        .execute(insert, &[&org, &"revoked", &-3i32])
+        .await
+        .unwrap();
+    let ctx = context(&url, db.clone(), &[], KeyState::default());
+
+    jobs::secrets_rotation::run_once(&ctx).await.unwrap();
+    let before_expiry = control(&db, ControlId::SecretsRotation).await;
+    assert!(ctx.metrics.credentials_expiring_soon.get() >= 1);
+
+    client
+        .execute(insert, &[&org, &"active", &-1i32])
+        .await
+        .unwrap();
+    jobs::secrets_rotation::run_once(&ctx).await.unwrap();
+    let (status, detail) = control(&db, ControlId::SecretsRotation).await;
+    client
+        .execute(
+            "DELETE FROM agentidp.credentials WHERE org_id = $1",
+            &[&org],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(status, "failing", "{detail}");
+    assert!(detail["expiredActive"].as_i64().unwrap() >= 1);
+    // Only this test's rows could have made it fail before the expired one was added, and the
+    // revoked, long-expired credential must not count.
+    if before_expiry.1["expiredActive"] == 0 {
+        assert_eq!(before_expiry.0, "passing");
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_beyond_the_threshold_fail_the_control() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    let client = db.client().await.unwrap();
+    let baseline: i64 = client
+        .query_one(
+            "SELECT count(*) FROM agentidp.webhook_dead_letters WHERE resolved_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let threshold = (baseline + 1).to_string();
+    let ctx = context(
+        &url,
+        db.clone(),
+        &[("WEBHOOK_DEAD_LETTER_THRESHOLD", &threshold)],
+        KeyState::default(),
+    );
+    let marker = uuid::Uuid::new_v4();
+    for _ in 0..2 {
+        client
+            .execute(
+                "INSERT INTO agentidp.webhook_dead_letters (event_id, last_error) VALUES ($1, 'test')",
+                &[&marker],
+            )
+            .await
+            .unwrap();
+    }
+    jobs::webhook_dead_letters::run_once(&ctx).await.unwrap();
+    let (failing, detail) = control(&db, ControlId::WebhookDeadLetters).await;
+    client
+        .execute(
+            "UPDATE agentidp.webhook_dead_letters SET resolved_at = now() WHERE event_id = $1",
+            &[&marker],
+        )
+        .await
+        .unwrap();
+    jobs::webhook_dead_letters::run_once(&ctx).await.unwrap();
+    let (passing, _) = control(&db, ControlId::WebhookDeadLetters).await;
+    client
+        .execute(
+            "DELETE FROM agentidp.webhook_dead_letters WHERE event_id = $1",
+            &[&marker],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(failing, "failing", "{detail}");
+    assert_eq!(detail["depth"], baseline + 2);
+    assert_eq!(passing, "passing");
+}
+
+#[tokio::test]
+async fn tls_and_encryption_controls_are_recorded() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    let ctx = context(&url, db.clone(), &[], KeyState::default());
+    jobs::tls_enforcement::run_once(&ctx).await.unwrap();
+    let (status, detail) = control(&db, ControlId::TlsEnforcement).await;
+    assert_eq!(
+        status, "failing",
+        "development mode never passes CC6.7: {detail}"
+    );
+    assert!(detail["databaseSsl"].is_string(), "{detail}");
+    assert!(detail["databaseMinProtocol"].is_string(), "{detail}");
+
+    let loaded = KeyState {
+        key: Some(key(KEY_A)),
+        origin: Some(KeyOrigin::Vault),
+        last_error: None,
+        attempted: true,
+        configured: true,
+    };
+    let ctx = context(&url, db.clone(), &[], loaded);
+    jobs::encryption_at_rest::run_once(&ctx).await.unwrap();
+    let (status, detail) = control(&db, ControlId::EncryptionAtRest).await;
+    assert_eq!(status, "passing", "{detail}");
+    assert!(!detail.to_string().contains(KEY_A));
+}
+
+#[tokio::test]
+async fn chain_verification_runs_over_the_api_and_as_a_job() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    // A window no other test writes into: a random second in 1999.
+    let second = i64::from(uuid::Uuid::new_v4().as_u128() as u32 % 31_000_000);
+    let from =
+        Utc.with_ymd_and_hms(1999, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(second);
+    let client = db.client().await.unwrap();
+    for i in 0..3 {
+        client
+            .execute(
+                "INSERT INTO agentidp.audit_events (occurred_at, action, outcome, org_id, metadata) \
+                 VALUES ($1, 'sidecar.test', 'success', 'sidecar-test', $2)",
+                &[&from, &json!({"i": i})],
+            )
+            .await
+            .unwrap();
+    }
+
+    let result = db.verify_chain(Some(from), Some(from)).await.unwrap();
+    assert!(result.verified, "{result:?}");
+    assert_eq!(result.checked_count, 3, "{result:?}");
+    db.ping().await.unwrap();
+
+    let config = config(&url, &[]);
+    let state = AppState::new(
+        &config,
+        db.clone(),
+        Arc::new(SnapshotCell::new(Snapshot::unknown(Utc::now()))),
+        Arc::new(Metrics::new().unwrap()),
+    )
+    .unwrap();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"client_id": "db-test", "scope": "audit:read", "exp": Utc::now().timestamp() + 60}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let stamp = from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let response = app(state)
+        .oneshot(
+            Request::get(format!(
+                "/api/v1/audit/verify?fromDate={stamp}&toDate={stamp}"
+            ))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        body,
+        json!({"verified": true, "checkedCount": 3, "brokenAtEventId": null, "fromDate": stamp, "toDate": stamp})
+    );
+
+    let ctx = context(&url, db.clone(), &[], KeyState::default());
+    jobs::chain_verification::run_once(&ctx, false)
+        .await
+        .unwrap();
+    jobs::chain_verification::run_once(&ctx, true)
+        .await
+        .unwrap();
+    let (status, detail) = control(&db, ControlId::AuditLogIntegrity).await;
+    assert_eq!(status, "passing", "{detail}");
+    assert_eq!(detail["fullWalk"], true);
+}
+
+struct Replica {
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    stepped_down: Arc<AtomicUsize>,
+}
+
+fn replica(url: &str) -> Replica {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let cancel = CancellationToken::new();
+    let stepped_down = Arc::new(AtomicUsize::new(0));
+    let counter = stepped_down.clone();
+    let task = tokio::spawn(leader::run(
+        connect(url),
+        metrics.clone(),
+        Duration::from_millis(200),
+        cancel.clone(),
+        move |jobs: CancellationToken| {
+            let counter = counter.clone();
+            async move {
+                jobs.cancelled().await;
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+    ));
+    Replica {
+        metrics,
+        cancel,
+        task,
+        stepped_down,
+    }
+}
+
+async fn leaders(replicas: &[&Replica]) -> Vec<usize> {
+    replicas
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.metrics.is_leader.get() == 1)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+async fn eventually_one_leader(replicas: &[&Replica]) -> usize {
+    for _ in 0..100 {
+        let l = leaders(replicas).await;
+        if l.len() == 1 {
+            // Stable: still exactly one a few retry periods later.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let again = leaders(replicas).await;
+            assert_eq!(again, l, "leadership must not flap or be shared");
+            return l[0];
+        }
+        assert!(l.len() <= 1, "two leaders at once: {l:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no leader emerged");
+}
+
+async fn lock_holder(db: &Db) -> Option<i32> {
+    let client = db.client().await.unwrap();
+    client
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1",
+            &[&JOBS_LOCK_KEY],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test]
+async fn exactly_one_replica_leads_and_a_dead_leader_hands_over() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let admin = connect(&url);
+    assert_eq!(
+        lock_holder(&admin).await,
+        None,
+        "another process holds the jobs lock; stop any sidecar on the test database"
+    );
+    let a = replica(&url);
+    let b = replica(&url);
+    let first = eventually_one_leader(&[&a, &b]).await;
+
+    // The leader's session dies (as when its pod is killed): the lock goes with it.
+    let holder = lock_holder(&admin).await.unwrap();
+    admin
+        .client()
+        .await
+        .unwrap()
+        .execute("SELECT pg_terminate_backend($1)", &[&holder])
+        .await
+        .unwrap();
+    let leader_replica = [&a, &b][first];
+    for _ in 0..50 {
+        if leader_replica.stepped_down.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        leader_replica.stepped_down.load(Ordering::SeqCst),
+        1,
+        "the old leader stopped its jobs"
+    );
+    eventually_one_leader(&[&a, &b]).await;
+    assert_ne!(lock_holder(&admin).await, Some(holder));
+
+    // A graceful shutdown of the leader hands over too.
+    let current = eventually_one_leader(&[&a, &b]).await;
+    let (leaving, staying) = if current == 0 { (&a, &b) } else { (&b, &a) };
+    leaving.cancel.cancel();
+    for _ in 0..50 {
+        if staying.metrics.is_leader.get() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(staying.metrics.is_leader.get(), 1);
+    assert_eq!(leaving.metrics.is_leader.get(), 0);
+
+    a.cancel.cancel();
+    b.cancel.cancel();
+    a.task.await.unwrap();
+    b.task.await.unwrap();
+    assert_eq!(
+        lock_holder(&admin).await,
+        None,
+        "shutdown releases the lock"
+    );
+}
