@@ -156,10 +156,14 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         ),
     }
     // Lets the leader drop its lock session promptly, so another replica takes over at once.
-    let _ = tokio::time::timeout(config.shutdown_timeout, async {
+    let stopped = tokio::time::timeout(config.shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    if stopped.is_err() {
+        tracing::warn!("background tasks did not stop within SHUTDOWN_TIMEOUT_SECONDS");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -52,11 +52,14 @@ pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
 /// Also re-evaluated as soon as the key's state changes, so a Vault outage or recovery shows
 /// within seconds, not at the next hourly run.
 pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
+    // The start-up run reads the current state, so only later changes should wake the job.
+    let mut wake = ctx.key_state.clone();
+    wake.mark_unchanged();
     run_scheduled(
         &ctx,
         Job::EncryptionAtRest,
         &[&ctx.config.schedules.encryption_at_rest],
-        Some(ctx.key_state.clone()),
+        Some(wake),
         &cancel,
         |_| run_once(&ctx),
     )

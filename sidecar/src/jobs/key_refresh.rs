@@ -68,11 +68,15 @@ impl KeyRefresher {
                         }
                     }
                     self.metrics.encryption_key_loaded.set(1);
-                    self.state.send_modify(|s| {
+                    // Only a change wakes the CC6.1 job; a routine re-read of the same key is
+                    // not news.
+                    self.state.send_if_modified(|s| {
+                        let changed = s.key.as_ref() != Some(&key) || s.last_error.is_some() || !s.attempted;
                         s.key = Some(key);
                         s.origin = Some(self.source.kind());
                         s.last_error = None;
                         s.attempted = true;
+                        changed
                     });
                     Ok(())
                 }
@@ -83,9 +87,12 @@ impl KeyRefresher {
                         key_in_use = self.state.borrow().key.is_some(),
                         "cannot load the encryption key"
                     );
-                    self.state.send_modify(|s| {
+                    self.state.send_if_modified(|s| {
+                        let changed = s.last_error.as_ref().map(|old| old.to_string())
+                            != Some(e.to_string());
                         s.last_error = Some(e.clone());
                         s.attempted = true;
+                        changed
                     });
                     Err(JobError::Key(e))
                 }
