@@ -44,3 +44,20 @@ psql_at() {
 install_extension() {
   (cd "$REPO/pg_agentidp" && cargo pgrx install --release --pg-config "$PG_CONFIG")
 }
+
+# check NAME EXPECTED ACTUAL: one assertion; failures are counted, not fatal, so a run reports all.
+PASSED=0
+FAILED=0
+check() {
+  if [ "$2" = "$3" ]; then
+    PASSED=$((PASSED + 1)); echo "ok   $1"
+  else
+    FAILED=$((FAILED + 1)); echo "FAIL $1: expected [$2], got [$3]"
+  fi
+}
+
+# summary SUITE: the closing line, and the exit status.
+summary() {
+  echo "$1: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}

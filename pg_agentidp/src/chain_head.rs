@@ -78,7 +78,7 @@ pub fn append<R>(chain_id: &[u8], append: impl FnOnce(ChainHead) -> (ChainHead, 
 /// visible to a snapshot taken after the lock is granted, since locks are released only once
 /// the commit is visible.
 fn lock_and_read(chain_id: &[u8]) -> ChainHead {
-    let mut tag = pg_sys::LOCKTAG {
+    let tag = pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is set for the whole life of a backend running queries.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
         locktag_field2: LOCK_CLASS,
@@ -90,7 +90,7 @@ fn lock_and_read(chain_id: &[u8]) -> ChainHead {
     };
     // SAFETY: a well-formed advisory tag; waits like pg_advisory_xact_lock, errors on deadlock.
     unsafe {
-        pg_sys::LockAcquire(&mut tag, pg_sys::ExclusiveLock as i32, false, false);
+        pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false);
     }
     read_head(chain_id)
 }

@@ -4,6 +4,10 @@
 //! each event holds. Every read runs on the caller's snapshot and nothing is written (except by
 //! `agentidp_verify_incremental`, which records checkpoints), so verification runs on a standby.
 
+// pgrx reads each result column's name from the `name!` in the signature, so the row types cannot
+// hide behind an alias.
+#![allow(clippy::type_complexity)]
+
 use agentidp_core::chain::{self, BreakKind, ChainHead, Event, Verifier, HASH_LEN};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Uuid};

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs every test: formatting, lints, unit tests, the extension's
+# pg_tests, and the SQL, concurrency and hot-standby suites against real clusters.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+TEST_PORT=5498
+STANDBY_PORT=5497
+suites_passed=0
+suites_failed=()
+
+# suite NAME COMMAND...: runs one suite, records its outcome, goes on to the next.
+suite() {
+  local name=$1; shift
+  log "$name"
+  if "$@"; then
+    suites_passed=$((suites_passed + 1))
+  else
+    suites_failed+=("$name")
+    echo "!! suite $name failed"
+  fi
+}
+
+cleanup() { stop_cluster test; stop_cluster standby; }
+trap cleanup EXIT
+
+bash tests/setup.sh || { echo "setup failed"; exit 1; }
+
+suite fmt cargo fmt --all --check
+suite clippy cargo clippy --workspace --all-targets -- -D warnings
+suite unit cargo test --workspace --exclude pg_agentidp
+suite pg_test bash -c "cd pg_agentidp && cargo pgrx test pg15 --runas postgres --pgdata '$RUN_DIR/pgrx-test'"
+
+log "installing the extension and starting a test cluster on $TEST_PORT"
+if install_extension && start_cluster test "$TEST_PORT"; then
+  suite regress bash tests/regress.sh "$TEST_PORT"
+  suite concurrency bash tests/concurrency.sh "$TEST_PORT"
+  suite standby bash tests/standby.sh "$TEST_PORT" "$STANDBY_PORT"
+else
+  suites_failed+=("install")
+fi
+
+echo
+[ ${#suites_failed[@]} -eq 0 ] || echo "failed suites: ${suites_failed[*]}"
+echo "suites: $suites_passed passed, ${#suites_failed[@]} failed"
+[ ${#suites_failed[@]} -eq 0 ]

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The chain's benchmark (not a test): every figure is a ratio against a baseline measured in the
+# same run, on a cluster of its own with default durability settings.
+#
+#   bash tests/bench/chain.sh [seconds per pgbench run, default 10] [verify rows, default 1000000]
+#
+# Baselines: a plain table with the same columns and indexes and no trigger (the floor); the
+# PL/pgSQL + pgcrypto chain of ../shared/bench/plpgsql_chain.sql (what a user writes without us);
+# and one global chain's physical bound, a plain insert in a transaction that first takes one
+# advisory transaction lock (any design holding a chain lock until commit serializes commits).
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+secs=${1:-10}
+rows=${2:-1000000}
+port=5496
+db=agentidp_bench
+ref_sql=${AGENTIDP_REF_SQL:-$REPO/../shared/bench/plpgsql_chain.sql}
+[ -f "$ref_sql" ] || { echo "missing $ref_sql (the shared reference baseline)"; exit 1; }
+
+start_cluster bench "$port" "shared_buffers = '2GB'" "max_wal_size = '8GB'" "max_connections = 50"
+trap 'stop_cluster bench' EXIT
+q() { psql_at "$port" -d "$db" -At "$@"; }
+psql_at "$port" -d postgres -c "CREATE DATABASE $db"
+q -c "CREATE EXTENSION pg_agentidp" >/dev/null
+
+fresh() {
+  q -c "DROP EXTENSION IF EXISTS pg_agentidp CASCADE" -c "CREATE EXTENSION pg_agentidp" \
+    -c "DROP TABLE IF EXISTS floor" \
+    -c "CREATE TABLE floor (LIKE agentidp.audit_events INCLUDING ALL)" >/dev/null
+  q -f "$ref_sql" >/dev/null 2>&1
+  q -c "CHECKPOINT" >/dev/null
+}
+
+scripts=$(mktemp -d)
+values="('agent.token.issued', 'success', 'agent-' || :n, 'org-' || :org)"
+cat > "$scripts/floor.sql" <<SQL
+\set n random(1, 100000)
+\set org random(1, 64)
+INSERT INTO floor (action, outcome, agent_id, org_id) VALUES $values;
+SQL
+cat > "$scripts/lock_bound.sql" <<SQL
+\set n random(1, 100000)
+\set org random(1, 64)
+BEGIN;
+SELECT pg_advisory_xact_lock(1);
+INSERT INTO floor (action, outcome, agent_id, org_id) VALUES $values;
+COMMIT;
+SQL
+cat > "$scripts/chain.sql" <<SQL
+\set n random(1, 100000)
+\set org random(1, 64)
+INSERT INTO agentidp.audit_events (action, outcome, agent_id, org_id) VALUES $values;
+SQL
+cat > "$scripts/plpgsql.sql" <<SQL
+\set n random(1, 100000)
+\set org random(1, 64)
+INSERT INTO ref_audit (action, outcome, agent_id, org_id) VALUES $values;
+SQL
+
+# tps SCRIPT CLIENTS [PGOPTIONS]: committed transactions per second.
+tps() {
+  fresh
+  PGOPTIONS=${3:-} "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c "$2" -j "$2" -T "$secs" \
+    -f "$scripts/$1.sql" "$db" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "met" : "MISSED" }'; }
+row() { printf '| %-44s | %12s | %7s | %-8s |\n' "$@"; }
+
+echo
+echo "## Inserts: transactions per second, one event each (${secs}s per run)"
+row "run" "tps" "ratio" "target"
+row "---" "---" "---" "---"
+for c in 1 8; do
+  floor=$(tps floor $c)
+  chain=$(tps chain $c)
+  perorg=$(tps chain $c "-c agentidp.chain_scope=org")
+  plpgsql=$(tps plpgsql $c)
+  bound=$(tps lock_bound $c)
+  row "$c client(s): plain table (floor)" "$floor" "1.00" ""
+  row "$c client(s): lock-through-commit bound" "$bound" "$(ratio "$bound" "$floor")" ""
+  row "$c client(s): PL/pgSQL + pgcrypto chain" "$plpgsql" "$(ratio "$plpgsql" "$floor")" ""
+  if [ $c = 1 ]; then
+    r=$(ratio "$chain" "$floor"); row "1 client: pg_agentidp, global chain / floor" "$chain" "$r" ">=0.95 $(verdict "$r" 0.95)"
+    r=$(ratio "$perorg" "$floor"); row "1 client: pg_agentidp, per-org chains / floor" "$perorg" "$r" ""
+  else
+    r=$(ratio "$chain" "$bound"); row "8 clients: pg_agentidp, global chain / bound" "$chain" "$r" ">=0.95 $(verdict "$r" 0.95)"
+    r=$(ratio "$perorg" "$floor"); row "8 clients: pg_agentidp, per-org / floor" "$perorg" "$r" ">=0.80 $(verdict "$r" 0.80)"
+  fi
+  r=$(ratio "$chain" "$plpgsql"); row "$c client(s): pg_agentidp global / PL/pgSQL" "" "$r" ""
+done
+
+# seconds SQL...: wall time of one psql session running the statements.
+seconds() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  q "$@" >/dev/null
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+gen="SELECT 'agent.token.issued', 'success', 'agent-' || (i % 1000), 'org-' || (i % 64) FROM generate_series(1, $rows) i"
+
+echo
+echo "## Bulk load: $rows events in one transaction"
+row "run" "seconds" "ratio" "target"
+row "---" "---" "---" "---"
+fresh
+floor_s=$(seconds -c "INSERT INTO floor (action, outcome, agent_id, org_id) $gen")
+chain_s=$(seconds -c "INSERT INTO agentidp.audit_events (action, outcome, agent_id, org_id) $gen")
+half_s=$(seconds -c "TRUNCATE floor" -c "INSERT INTO floor (action, outcome, agent_id, org_id) $gen LIMIT $((rows / 2))")
+row "INSERT ... SELECT: plain table" "$floor_s" "1.00" ""
+r=$(ratio "$chain_s" "$floor_s"); row "INSERT ... SELECT: pg_agentidp" "$chain_s" "$r" "<=1.50 $(verdict 1.5 "$r")"
+row "INSERT ... SELECT: plain, half the rows" "$half_s" "$(ratio "$half_s" "$floor_s")" ""
+copy_file=$(mktemp); chmod 644 "$copy_file"
+q -c "COPY (SELECT action, outcome, agent_id, org_id FROM floor) TO STDOUT" > "$copy_file"
+fresh
+floor_c=$(seconds -c "\\copy floor (action, outcome, agent_id, org_id) FROM '$copy_file'")
+chain_c=$(seconds -c "\\copy agentidp.audit_events (action, outcome, agent_id, org_id) FROM '$copy_file'")
+row "COPY: plain table" "$floor_c" "1.00" ""
+row "COPY: pg_agentidp" "$chain_c" "$(ratio "$chain_c" "$floor_c")" ""
+rm -f "$copy_file"
+
+echo
+echo "## Verification of $rows events"
+row "run" "rows/s" "ratio" "target"
+row "---" "---" "---" "---"
+q -c "INSERT INTO ref_audit (action, outcome, agent_id, org_id) $gen" -c "VACUUM ANALYZE" >/dev/null
+cols="event_id, occurred_at, action, outcome, agent_id, org_id, metadata, chain_id, seq, prev_hash, hash"
+q -c "SELECT count(*) FROM agentidp.audit_events WHERE num_nonnulls($cols) >= 0" >/dev/null  # warm the cache
+scan_s=$(seconds -c "SELECT count(*) FROM agentidp.audit_events WHERE num_nonnulls($cols) >= 0")
+ordered_s=$(seconds -c "SET enable_seqscan = off" -c "SELECT count(*) FROM (SELECT $cols FROM agentidp.audit_events ORDER BY chain_id, seq) s WHERE num_nonnulls($cols) >= 0")
+ours_s=$(seconds -c "SELECT verified, checked_count FROM agentidp.agentidp_verify_chain()")
+ref_s=$(seconds -c "SELECT * FROM ref_verify()")
+rate() { awk -v n="$rows" -v s="$1" 'BEGIN { printf "%.0f", n / s }'; }
+row "bare scan reading the same columns" "$(rate "$scan_s")" "1.00" ""
+row "bare scan in chain order (index)" "$(rate "$ordered_s")" "$(ratio "$scan_s" "$ordered_s")" ""
+row "ref_verify() (PL/pgSQL + pgcrypto)" "$(rate "$ref_s")" "$(ratio "$scan_s" "$ref_s")" ""
+r=$(ratio "$ref_s" "$ours_s"); row "agentidp_verify_chain() / ref_verify()" "$(rate "$ours_s")" "$r" ">=2.00 $(verdict "$r" 2)"
+r=$(ratio "$scan_s" "$ours_s"); row "agentidp_verify_chain() / bare scan" "" "$r" ">=0.50 $(verdict "$r" 0.5)"
