@@ -1,5 +1,6 @@
 //! The HTTP application: state and routes, with no sockets, so tests drive it with `oneshot`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::middleware::from_fn_with_state;
@@ -18,15 +19,26 @@ use crate::middleware::tls_redirect::{self, TlsRedirect};
 use crate::routes;
 use crate::snapshot::SnapshotCell;
 
+/// Cheap to clone (one reference count), as every middleware layer clones it per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub backend: Arc<dyn ApiBackend>,
     pub snapshot: Arc<SnapshotCell>,
     pub metrics: Arc<Metrics>,
-    pub jwt: Arc<JwtVerifier>,
-    pub audit_limiter: Arc<FixedWindowLimiter>,
-    pub controls_limiter: Arc<FixedWindowLimiter>,
-    pub tls_redirect: Arc<TlsRedirect>,
+    pub jwt: JwtVerifier,
+    pub audit_limiter: FixedWindowLimiter<String>,
+    pub controls_limiter: FixedWindowLimiter<Option<IpAddr>>,
+    pub tls_redirect: TlsRedirect,
     pub trusted_proxy_hops: usize,
 }
 
@@ -37,23 +49,19 @@ impl AppState {
         snapshot: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
     ) -> Result<AppState, jsonwebtoken::errors::Error> {
-        Ok(AppState {
+        Ok(AppState(Arc::new(AppStateInner {
             backend,
             snapshot,
             metrics,
-            jwt: Arc::new(JwtVerifier::new(&config.jwt)?),
-            audit_limiter: Arc::new(FixedWindowLimiter::per_minute(
-                config.audit_rate_limit_per_minute,
-            )),
-            controls_limiter: Arc::new(FixedWindowLimiter::per_minute(
-                config.controls_rate_limit_per_minute,
-            )),
-            tls_redirect: Arc::new(TlsRedirect {
+            jwt: JwtVerifier::new(&config.jwt)?,
+            audit_limiter: FixedWindowLimiter::per_minute(config.audit_rate_limit_per_minute),
+            controls_limiter: FixedWindowLimiter::per_minute(config.controls_rate_limit_per_minute),
+            tls_redirect: TlsRedirect {
                 enabled: config.production,
                 public_host: config.public_host.clone(),
-            }),
+            },
             trusted_proxy_hops: config.trusted_proxy_hops,
-        })
+        })))
     }
 }
 

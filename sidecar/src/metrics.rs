@@ -145,10 +145,9 @@ impl Metrics {
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
-    pub fn record_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let status = status.to_string();
+    pub fn record_http(&self, route: &str, method: &str, status: &str, seconds: f64) {
         self.http_requests
-            .with_label_values(&[route, method, status.as_str()])
+            .with_label_values(&[route, method, status])
             .inc();
         self.http_duration
             .with_label_values(&[route, method])

@@ -25,16 +25,14 @@ fn method_label(method: &Method) -> &'static str {
 
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // `MatchedPath` is a reference-counted string: cloning it does not allocate.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
     let response = next.run(request).await;
     state.metrics.record_http(
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         method,
-        response.status().as_u16(),
+        response.status().as_str(),
         started.elapsed().as_secs_f64(),
     );
     response

@@ -8,6 +8,7 @@
 //! windows), acceptable for limits meant to stop runaway pollers.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,13 +24,13 @@ use crate::middleware::auth::AuthenticatedClient;
 
 const WINDOW_MS: u64 = 60_000;
 
-pub struct FixedWindowLimiter {
+pub struct FixedWindowLimiter<K> {
     limit: u32,
-    state: Mutex<Windows>,
+    state: Mutex<Windows<K>>,
 }
 
-struct Windows {
-    by_key: HashMap<String, Window>,
+struct Windows<K> {
+    by_key: HashMap<K, Window>,
     last_prune_ms: u64,
 }
 
@@ -48,8 +49,8 @@ pub struct Decision {
     pub reset: u64,
 }
 
-impl FixedWindowLimiter {
-    pub fn per_minute(limit: u32) -> FixedWindowLimiter {
+impl<K: Hash + Eq + Clone> FixedWindowLimiter<K> {
+    pub fn per_minute(limit: u32) -> FixedWindowLimiter<K> {
         FixedWindowLimiter {
             limit,
             state: Mutex::new(Windows {
@@ -59,14 +60,14 @@ impl FixedWindowLimiter {
         }
     }
 
-    pub fn check(&self, key: &str) -> Decision {
+    pub fn check(&self, key: &K) -> Decision {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.check_at(key, now_ms)
     }
 
-    fn check_at(&self, key: &str, now_ms: u64) -> Decision {
+    fn check_at(&self, key: &K, now_ms: u64) -> Decision {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Expired windows are dropped once per window length, so memory follows the number of
         // clients active in the last minute, not every client ever seen.
@@ -110,9 +111,9 @@ fn set_headers(headers: &mut HeaderMap, d: Decision) {
     }
 }
 
-async fn limited(
-    limiter: &FixedWindowLimiter,
-    key: &str,
+async fn limited<K: Hash + Eq + Clone>(
+    limiter: &FixedWindowLimiter<K>,
+    key: &K,
     request: Request,
     next: Next,
 ) -> Response {
@@ -140,9 +141,9 @@ pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next)
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    // Without a peer address (never the case behind a real listener) all share one bucket.
     let ip = client_ip(peer, request.headers(), state.trusted_proxy_hops);
-    let key = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    limited(&state.controls_limiter, &key, request, next).await
+    limited(&state.controls_limiter, &ip, request, next).await
 }
 
 /// The socket peer, unless `hops` proxies in front of us are trusted: each appends the address it
@@ -173,9 +174,9 @@ mod tests {
 
     #[test]
     fn counts_down_then_refuses_until_the_window_ends() {
-        let l = FixedWindowLimiter::per_minute(2);
+        let l = FixedWindowLimiter::<&str>::per_minute(2);
         let t0 = 1_743_155_340_500;
-        let d = l.check_at("a", t0);
+        let d = l.check_at(&"a", t0);
         assert_eq!(
             d,
             Decision {
@@ -185,25 +186,25 @@ mod tests {
                 reset: 1_743_155_401
             }
         );
-        assert!(l.check_at("a", t0 + 1).allowed);
-        let refused = l.check_at("a", t0 + 59_999);
+        assert!(l.check_at(&"a", t0 + 1).allowed);
+        let refused = l.check_at(&"a", t0 + 59_999);
         assert!(!refused.allowed);
         assert_eq!(refused.remaining, 0);
         assert_eq!(refused.reset, 1_743_155_401);
         // Other keys are independent.
-        assert!(l.check_at("b", t0 + 2).allowed);
-        let fresh = l.check_at("a", t0 + 60_000);
+        assert!(l.check_at(&"b", t0 + 2).allowed);
+        let fresh = l.check_at(&"a", t0 + 60_000);
         assert!(fresh.allowed);
         assert_eq!(fresh.remaining, 1);
     }
 
     #[test]
     fn idle_keys_are_pruned() {
-        let l = FixedWindowLimiter::per_minute(5);
+        let l = FixedWindowLimiter::<String>::per_minute(5);
         for i in 0..100 {
             l.check_at(&format!("k{i}"), 1_000);
         }
-        l.check_at("late", 200_000);
+        l.check_at(&"late".to_owned(), 200_000);
         assert_eq!(l.state.lock().unwrap().by_key.len(), 1);
     }
 
