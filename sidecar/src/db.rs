@@ -120,8 +120,8 @@ impl Db {
     /// Replaces the pool with one whose connections carry `key`. Idle connections of the old pool
     /// close now and busy ones when they are returned, so within one query's time every session
     /// uses the new key.
-    pub fn use_key(&self, key: Option<&EncryptionKey>) -> Result<(), DbSetupError> {
-        let fresh = build_pool(&self.base, &self.tls, self.pool_size, key)?;
+    pub fn use_key(&self, key: &EncryptionKey) -> Result<(), DbSetupError> {
+        let fresh = build_pool(&self.base, &self.tls, self.pool_size, Some(key))?;
         let old = std::mem::replace(
             &mut *self.pool.write().unwrap_or_else(PoisonError::into_inner),
             fresh,

@@ -132,12 +132,12 @@ async fn pooled_sessions_carry_the_key_and_a_rotation_recycles_them() {
         "no key before one is loaded"
     );
 
-    db.use_key(Some(&key(KEY_A))).unwrap();
+    db.use_key(&key(KEY_A)).unwrap();
     assert_eq!(session_key(&db).await.as_deref(), Some(KEY_A));
 
     // A session checked out across the rotation finishes with the old key and is not reused.
     let busy = db.client().await.unwrap();
-    db.use_key(Some(&key(KEY_B))).unwrap();
+    db.use_key(&key(KEY_B)).unwrap();
     drop(busy);
     for _ in 0..4 {
         assert_eq!(session_key(&db).await.as_deref(), Some(KEY_B));

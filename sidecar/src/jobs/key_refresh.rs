@@ -53,7 +53,7 @@ impl KeyRefresher {
                 Ok(key) => {
                     let previous = self.state.borrow().key.clone();
                     if previous.as_ref() != Some(&key) {
-                        self.db.use_key(Some(&key))?;
+                        self.db.use_key(&key)?;
                         let source = self.source.kind().as_str();
                         match &previous {
                             None => {
