@@ -125,3 +125,15 @@ async fn hold<F, Fut>(
     }
     metrics.is_leader.set(0);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_key_spells_agentidp() {
+        assert_eq!(JOBS_LOCK_KEY.to_be_bytes(), *b"agentidp");
+        assert_eq!(JOBS_LOCK_KEY >> 32, 1_634_166_126);
+        assert_eq!(JOBS_LOCK_KEY & 0xffff_ffff, 1_953_064_048);
+    }
+}

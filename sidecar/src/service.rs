@@ -48,12 +48,11 @@ fn key_source(config: &Config) -> Result<Option<KeySource>, StartupError> {
             )?)))
         }
         KeySourceConfig::File(path) => {
-            let level_note = if config.production {
-                "production mode without Vault: the key file is meant for development"
+            if config.production {
+                tracing::warn!(path = %path.display(), "no Vault configured (VAULT_ADDR unset): using ENCRYPTION_KEY_FILE in production mode; the key file is meant for development");
             } else {
-                "development key file"
-            };
-            tracing::warn!(path = %path.display(), "no Vault configured (VAULT_ADDR unset): using ENCRYPTION_KEY_FILE, {level_note}");
+                tracing::info!(path = %path.display(), "no Vault configured (VAULT_ADDR unset): using the development key file ENCRYPTION_KEY_FILE");
+            }
             Some(KeySource::File(path.clone()))
         }
         KeySourceConfig::None => {

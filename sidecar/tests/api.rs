@@ -35,6 +35,7 @@ type Calls = Arc<Mutex<Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>>>;
 struct FakeBackend {
     result: Result<ChainVerification, String>,
     reachable: bool,
+    panics: bool,
     calls: Calls,
 }
 
@@ -49,6 +50,7 @@ impl FakeBackend {
                 broken_chain_id: None,
             }),
             reachable: true,
+            panics: false,
             calls: Calls::default(),
         }
     }
@@ -61,6 +63,7 @@ impl ApiBackend for FakeBackend {
         to: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<ChainVerification, DbError>> {
         self.calls.lock().unwrap().push((from, to));
+        assert!(!self.panics, "backend exploded");
         let result = self.result.clone().map_err(DbError::new);
         Box::pin(async move { result })
     }
@@ -449,6 +452,19 @@ async fn verify_hides_database_failures_behind_a_json_500() {
         r.json(),
         json!({"code": "INTERNAL_SERVER_ERROR", "message": "An unexpected error occurred. Please try again later."})
     );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_still_answers_json_500() {
+    let backend = FakeBackend {
+        panics: true,
+        ..FakeBackend::intact()
+    };
+    let h = harness_with(&[], backend);
+    let r = verify_with_token(&h.router, &hs256(good_claims())).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.json()["code"], "INTERNAL_SERVER_ERROR");
+    assert!(!String::from_utf8_lossy(&r.body).contains("exploded"));
 }
 
 #[tokio::test]
