@@ -29,7 +29,9 @@ bash tests/setup.sh || { echo "setup failed"; exit 1; }
 
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets -- -D warnings
-suite unit cargo test --workspace --exclude pg_agentidp
+# The sidecar's database tests run below, once a cluster with the extension is up.
+suite unit bash -c "cargo test --workspace --exclude pg_agentidp --exclude agentidp-sidecar &&
+  cargo test -p agentidp-sidecar --lib --test api --test vault"
 suite pg_test bash -c "cd pg_agentidp && cargo pgrx test pg15 --runas postgres --pgdata '$RUN_DIR/pgrx-test'"
 
 log "installing the extension and starting a test cluster on $TEST_PORT"
@@ -37,6 +39,7 @@ if install_extension && start_cluster test "$TEST_PORT"; then
   suite regress bash tests/regress.sh "$TEST_PORT"
   suite concurrency bash tests/concurrency.sh "$TEST_PORT"
   suite standby bash tests/standby.sh "$TEST_PORT" "$STANDBY_PORT"
+  suite sidecar_db bash tests/sidecar_db.sh "$TEST_PORT"
 else
   suites_failed+=("install")
 fi

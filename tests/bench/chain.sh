@@ -19,15 +19,18 @@ ref_sql=${AGENTIDP_REF_SQL:-$REPO/../shared/bench/plpgsql_chain.sql}
 
 start_cluster bench "$port" "shared_buffers = '2GB'" "max_wal_size = '8GB'" "max_connections = 50"
 trap 'stop_cluster bench' EXIT
-q() { psql_at "$port" -d "$db" -At "$@"; }
+q() { PGOPTIONS="-c client_min_messages=warning" psql_at "$port" -d "$db" -At "$@"; }
 psql_at "$port" -d postgres -c "CREATE DATABASE $db"
 q -c "CREATE EXTENSION pg_agentidp" >/dev/null
 
 fresh() {
   q -c "DROP EXTENSION IF EXISTS pg_agentidp CASCADE" -c "CREATE EXTENSION pg_agentidp" \
-    -c "DROP TABLE IF EXISTS floor" \
-    -c "CREATE TABLE floor (LIKE agentidp.audit_events INCLUDING ALL)" >/dev/null
-  q -f "$ref_sql" >/dev/null 2>&1
+    -c "DROP TABLE IF EXISTS floor" -c "DROP SEQUENCE IF EXISTS floor_seq" \
+    -c "CREATE TABLE floor (LIKE agentidp.audit_events INCLUDING ALL)" \
+    -c "CREATE SEQUENCE floor_seq" \
+    -c "ALTER TABLE floor ALTER seq SET DEFAULT nextval('floor_seq')" >/dev/null
+  # The reference file drops its tables, not its sequence.
+  q -c "DROP SEQUENCE IF EXISTS plain_seq CASCADE" -f "$ref_sql" >/dev/null
   q -c "CHECKPOINT" >/dev/null
 }
 

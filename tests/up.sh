@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole system locally: a throwaway PostgreSQL cluster with the extension
+# and schema on port 5433, and the sidecar on localhost:3000 in the foreground (Ctrl-C stops both).
+# With no VAULT_ADDR the sidecar reads a dev key from a file this script makes.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+PORT_PG=${AGENTIDP_PG_PORT:-5433}
+db=agentidp
+
+bash "$REPO/tests/setup.sh"
+log "building and installing the extension"
+install_extension
+log "starting a throwaway cluster on port $PORT_PG"
+start_cluster dev "$PORT_PG"
+trap 'stop_cluster dev' EXIT
+psql_at "$PORT_PG" -d postgres -c "CREATE DATABASE $db"
+psql_at "$PORT_PG" -d "$db" -c "CREATE EXTENSION pg_agentidp"
+
+log "building the sidecar"
+(cd "$REPO" && cargo build --release -p agentidp-sidecar)
+
+if [ -z "${VAULT_ADDR:-}" ]; then
+  export ENCRYPTION_KEY_FILE=${ENCRYPTION_KEY_FILE:-$RUN_DIR/dev.key}
+  [ -s "$ENCRYPTION_KEY_FILE" ] || (umask 077; openssl rand -hex 32 > "$ENCRYPTION_KEY_FILE")
+fi
+if [ -z "${JWT_HS256_SECRET:-}${JWT_RS256_PUBLIC_KEY:-}${JWT_RS256_PUBLIC_KEY_FILE:-}" ]; then
+  secret_file=$RUN_DIR/dev-jwt.secret
+  [ -s "$secret_file" ] || (umask 077; openssl rand -hex 32 > "$secret_file")
+  export JWT_HS256_SECRET=$(cat "$secret_file")
+  token=$(JWT_HS256_SECRET=$JWT_HS256_SECRET python3 "$REPO/tests/dev_token.py")
+fi
+export DATABASE_URL="postgresql://postgres@127.0.0.1:$PORT_PG/$db?sslmode=disable"
+export PORT=${PORT:-3000}
+
+cat <<MSG
+
+  PostgreSQL: psql -h 127.0.0.1 -p $PORT_PG -U postgres $db
+  Sidecar:    curl -s localhost:$PORT/api/v1/compliance/controls
+              curl -s localhost:$PORT/metrics
+${token:+              curl -s -H 'Authorization: Bearer $token' localhost:$PORT/api/v1/audit/verify
+              (a dev token with scope audit:read, valid for 24 hours)}
+  Key:        ${VAULT_ADDR:+Vault at $VAULT_ADDR}${ENCRYPTION_KEY_FILE:+dev key file $ENCRYPTION_KEY_FILE (no VAULT_ADDR set)}
+
+MSG
+"$REPO/target/release/agentidp-sidecar"
