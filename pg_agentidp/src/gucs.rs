@@ -1,6 +1,10 @@
 //! Every setting of the extension, registered from `_PG_init`, read through typed accessors.
 
+use std::ffi::{CStr, CString};
+
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+
+use crate::keys;
 
 /// Which chain an event joins.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -16,6 +20,33 @@ pub enum ChainScope {
 
 static CHAIN_SCOPE: GucSetting<ChainScope> = GucSetting::<ChainScope>::new(ChainScope::Global);
 
+/// Which format the column triggers and `agentidp_encrypt` write; both are always readable.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EncryptionFormat {
+    /// The seed format, `base64(iv):base64(ciphertext)`: compatible, not authenticated.
+    #[name = c"cbc"]
+    Cbc,
+    /// `agentidp:v2:...`: AES-256-GCM, bound to its column, names its key.
+    #[name = c"gcm"]
+    Gcm,
+}
+
+static ENCRYPTION_FORMAT: GucSetting<EncryptionFormat> =
+    GucSetting::<EncryptionFormat>::new(EncryptionFormat::Cbc);
+static ENCRYPTION_STRICT: GucSetting<bool> = GucSetting::<bool>::new(false);
+static ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static ENCRYPTION_OLD_KEYS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// The key settings are the session's secret. SUPERUSER_ONLY keeps them out of SHOW,
+/// current_setting() and pg_settings for roles without pg_read_all_settings; NO_SHOW_ALL (which
+/// includes NOT_IN_SAMPLE) out of SHOW ALL; the show hook prints a key id instead of the value to
+/// everyone else; the check hook refuses the places that would store the value where others can
+/// read it and validates without echoing the value. Not NO_RESET_ALL: RESET ALL (a pooler's
+/// DISCARD ALL) should drop a key SET by a client and return to the connection's own.
+fn key_flags() -> GucFlags {
+    GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE
+}
+
 pub fn init() {
     // SUSET: the scope decides which chain a row proves its place in; a session must not pick its
     // own. Set it per database (ALTER DATABASE ... SET) or in postgresql.conf.
@@ -27,8 +58,81 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SUSET, like the scope: the format and the strictness are the deployment's policy, which a
+    // session must not downgrade. Set them per database or in postgresql.conf.
+    GucRegistry::define_enum_guc(
+        c"agentidp.encryption_format",
+        c"Which format encrypted column values are written in: cbc or gcm.",
+        c"cbc: the seed format, compatible with the Node.js service, not authenticated. gcm: agentidp:v2, AES-256-GCM bound to its column. Both are always readable.",
+        &ENCRYPTION_FORMAT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"agentidp.encryption_strict",
+        c"Makes agentidp_decrypt() refuse values that are not encrypted.",
+        c"Off: a plaintext value is returned unchanged and counted (agentidp_plaintext_reads()). On: it is an error.",
+        &ENCRYPTION_STRICT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // USERSET: the sidecar, ideally not a superuser, sets the key in its connection options.
+    // SAFETY: the hooks are #[pg_guard]ed and only read the new value and the key cache.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"agentidp.encryption_key",
+            c"The column-encryption key: 64 hex digits. Set it in the connection options only.",
+            c"Hidden from SHOW, current_setting() and pg_settings. See docs/encryption-runbook.md.",
+            &ENCRYPTION_KEY,
+            GucContext::Userset,
+            key_flags(),
+            Some(keys::check_key),
+            None,
+            Some(keys::show_key),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"agentidp.encryption_old_keys",
+            c"Keys of a rotation under way, comma-separated: read, never written.",
+            c"Hidden like agentidp.encryption_key. Empty once agentidp_reencrypt_all() has finished.",
+            &ENCRYPTION_OLD_KEYS,
+            GucContext::Userset,
+            key_flags(),
+            Some(keys::check_old_keys),
+            None,
+            Some(keys::show_old_keys),
+        );
+    }
 }
 
 pub fn chain_scope() -> ChainScope {
     CHAIN_SCOPE.get()
+}
+
+pub fn encryption_format() -> EncryptionFormat {
+    ENCRYPTION_FORMAT.get()
+}
+
+pub fn encryption_strict() -> bool {
+    ENCRYPTION_STRICT.get()
+}
+
+/// Runs `f` on the key setting's bytes ("" when unset), borrowed from guc.c without a copy.
+pub fn with_encryption_key<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    with_string(&ENCRYPTION_KEY, f)
+}
+
+/// Runs `f` on the old-keys setting's bytes ("" when unset), borrowed without a copy.
+pub fn with_encryption_old_keys<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    with_string(&ENCRYPTION_OLD_KEYS, f)
+}
+
+fn with_string<R>(setting: &GucSetting<Option<CString>>, f: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: guc.c keeps the value alive until the setting next changes, which nothing in `f`
+    // does; null means unset.
+    let value = unsafe { *setting.as_ptr() };
+    if value.is_null() {
+        f(b"")
+    } else {
+        f(unsafe { CStr::from_ptr(value) }.to_bytes())
+    }
 }

@@ -7,8 +7,12 @@ use pgrx::prelude::*;
 mod append_only;
 mod chain_head;
 mod chain_trigger;
+mod column_triggers;
+mod encryption;
 mod error;
 mod gucs;
+mod keys;
+mod reencrypt;
 mod retention;
 mod spi;
 mod verify;
@@ -17,6 +21,17 @@ pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../../sql/triggers.sql", name = "triggers", finalize);
+pgrx::extension_sql_file!(
+    "../../sql/encryption.sql",
+    name = "encryption",
+    requires = [
+        column_triggers::agentidp_encrypt_columns,
+        encryption::agentidp_encrypted_format,
+        reencrypt::agentidp_key_state,
+        reencrypt::agentidp_needs_reencryption,
+        reencrypt::agentidp_reencrypt_value
+    ]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
