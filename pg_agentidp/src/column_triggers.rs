@@ -67,7 +67,7 @@ fn bad_column(trigger: &PgTrigger<'_>, column: &str, e: impl std::fmt::Display) 
     let table = trigger.table_name().unwrap_or_default();
     raise(
         PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-        format!("agentidp_encrypt_columns: column \"{column}\" of \"{table}\" is not a text column: {e}"),
+        format!("agentidp_encrypt_columns: cannot use column \"{column}\" of \"{table}\": {e}"),
         Some("Its arguments must name text columns of the trigger's table."),
     )
 }
