@@ -18,6 +18,7 @@ use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::raise;
+use crate::event_scan::{ChainScan, Columns, Direction, HASH, SEQ};
 use crate::spi::KeptPlan;
 
 /// The advisory lock's first key (`classid` in `pg_locks`): "AIDP".
@@ -44,13 +45,24 @@ pub fn init() {
     }
 }
 
+/// Where the chain's events live: the trigger's open relation and its columns.
+#[derive(Clone, Copy)]
+pub struct EventsTable {
+    pub rel: pg_sys::Relation,
+    pub columns: Columns,
+}
+
 /// Runs `append` with the chain's current head and stores the head it returns, locking and
 /// reading the chain first when this transaction has not appended to it yet.
-pub fn append<R>(chain_id: &[u8], append: impl FnOnce(ChainHead) -> (ChainHead, R)) -> R {
+pub fn append<R>(
+    table: EventsTable,
+    chain_id: &[u8],
+    append: impl FnOnce(ChainHead) -> (ChainHead, R),
+) -> R {
     let cached = HEADS.with_borrow(|heads| heads.get(chain_id).map(|e| e.head));
     let (current, is_new) = match cached {
         Some(head) => (head, false),
-        None => (lock_and_read(chain_id), true),
+        None => (lock_and_read(table, chain_id), true),
     };
     let (next, result) = append(current);
     // SAFETY: plain read of the executing subtransaction's id.
@@ -69,15 +81,13 @@ pub fn append<R>(chain_id: &[u8], append: impl FnOnce(ChainHead) -> (ChainHead, 
     result
 }
 
-/// Takes the chain's transaction-scoped advisory lock, then reads its head on the latest
-/// snapshot.
+/// Takes the chain's transaction-scoped advisory lock, then reads its head as committed now.
 ///
 /// The statement's snapshot predates the wait for the lock: a head read on it would miss the
 /// rows of the session that held the lock and fork the chain (under REPEATABLE READ and
 /// SERIALIZABLE the transaction snapshot is older still). The previous holder's commit is
-/// visible to a snapshot taken after the lock is granted, since locks are released only once
-/// the commit is visible.
-fn lock_and_read(chain_id: &[u8]) -> ChainHead {
+/// visible by the time the lock is granted, since locks are released only once the commit is.
+fn lock_and_read(table: EventsTable, chain_id: &[u8]) -> ChainHead {
     let tag = pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is set for the whole life of a backend running queries.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
@@ -92,7 +102,8 @@ fn lock_and_read(chain_id: &[u8]) -> ChainHead {
     unsafe {
         pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false);
     }
-    read_head(chain_id)
+    // SAFETY: the trigger's relation is open and locked for the whole statement.
+    unsafe { last_event(table, chain_id) }.unwrap_or_else(|| anchor_or_genesis(chain_id))
 }
 
 /// The lock's second key (`objid`): unrelated chains rarely share one, and when they do they
@@ -102,39 +113,58 @@ pub fn lock_key(chain_id: &[u8]) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-static HEAD: KeptPlan = KeptPlan::new(
-    c"SELECT seq, hash FROM (
-        (SELECT seq, hash FROM agentidp.audit_events WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1)
-        UNION ALL
-        (SELECT seq, hash FROM agentidp.chain_anchors WHERE chain_id = $1)
-      ) h ORDER BY seq DESC LIMIT 1",
+/// The chain's last event, read backward through the primary key.
+///
+/// SnapshotSelf: every committed row and this transaction's own. Under the lock no other session
+/// has an append in progress, so that is exactly the head; and unlike an MVCC snapshot it takes
+/// no SERIALIZABLE predicate lock, which would turn concurrent appends into serialization
+/// failures although the lock already orders them.
+///
+/// # Safety
+/// `table.rel` is the trigger's open `audit_events`.
+unsafe fn last_event(table: EventsTable, chain_id: &[u8]) -> Option<ChainHead> {
+    // SAFETY: chain ids are built from text columns and are valid UTF-8.
+    let id = unsafe { std::str::from_utf8_unchecked(chain_id) };
+    let snapshot = std::ptr::addr_of_mut!(pg_sys::SnapshotSelfData);
+    // SAFETY: the relation is open for the statement; SnapshotSelf is static.
+    let mut scan =
+        unsafe { ChainScan::open(table.rel, table.columns, id, Direction::Backward, snapshot) };
+    let row = scan.next_row()?;
+    let seq = row.int8(SEQ).expect("seq is NOT NULL");
+    let stored = row.bytes(HASH).expect("hash is NOT NULL");
+    let Ok(hash) = <[u8; HASH_LEN]>::try_from(stored) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!(
+                "the head of audit chain \"{id}\" (seq {seq}) has a {}-byte hash, not 32",
+                stored.len()
+            ),
+            Some("Run agentidp.agentidp_verify_chain() and see docs/audit-log-runbook.md."),
+        );
+    };
+    Some(ChainHead { seq, hash })
+}
+
+static ANCHOR: KeptPlan = KeptPlan::new(
+    c"SELECT seq, hash FROM agentidp.chain_anchors WHERE chain_id = $1",
     &[pg_sys::TEXTOID],
 );
 
-fn read_head(chain_id: &[u8]) -> ChainHead {
+/// Where a chain with no events continues: after its retention anchor, or from the genesis.
+/// Rare (a chain's first event, or the first after everything was archived), so SPI is fine.
+fn anchor_or_genesis(chain_id: &[u8]) -> ChainHead {
     Spi::connect(|_| {
         // SAFETY: chain ids are built from text columns and are valid UTF-8.
         let id = unsafe { std::str::from_utf8_unchecked(chain_id) };
-        // SAFETY: GetLatestSnapshot returns a snapshot valid until the next one is taken, which
-        // SPI_execute_snapshot pushes for the duration of the query.
+        // SAFETY: a fresh snapshot, valid for the query: the statement's predates the lock.
         let snapshot = unsafe { pg_sys::GetLatestSnapshot() };
-        let rows = HEAD.query(&[id.into_datum()], snapshot, 1);
-        if rows.is_empty() {
+        let rows = ANCHOR.query(&[id.into_datum()], snapshot, 1);
+        let Some(row) = rows.first() else {
             return ChainHead::GENESIS;
-        }
-        let row = rows.row(0);
-        let seq = row.int8(1).expect("seq is NOT NULL");
-        let stored = row.bytes(2).expect("hash is NOT NULL");
-        let Ok(hash) = <[u8; HASH_LEN]>::try_from(stored) else {
-            raise(
-                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                format!(
-                    "the head of audit chain \"{id}\" (seq {seq}) has a {}-byte hash, not 32",
-                    stored.len()
-                ),
-                Some("Run agentidp.agentidp_verify_chain() and see docs/audit-log-runbook.md."),
-            );
         };
+        let seq = row.int8(1).expect("seq is NOT NULL");
+        let hash = <[u8; HASH_LEN]>::try_from(row.bytes(2).expect("hash is NOT NULL"))
+            .expect("chain_anchors.hash is CHECKed to be 32 bytes");
         ChainHead { seq, hash }
     })
 }

@@ -4,100 +4,44 @@
 //! `agentidp.chain_scope`, the sequence number and previous hash from the chain head
 //! (`chain_head`), and the hash from `agentidp-core`.
 
-use std::ffi::CStr;
-
-use agentidp_core::chain::{self, ChainHead, Event};
+use agentidp_core::chain::{self, ChainHead};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::chain_head;
 use crate::error::raise;
+use crate::event_scan::{
+    Columns, JsonbText, Values, CHAIN_ID, HASH, OCCURRED_AT, ORG_ID, PREV_HASH, SEQ,
+};
 use crate::gucs::{self, ChainScope};
-use crate::spi::varlena_bytes;
-
-/// The columns the trigger reads and writes, in `audit_events` order of use.
-const COLUMNS: [&CStr; 11] = [
-    c"event_id",
-    c"occurred_at",
-    c"action",
-    c"outcome",
-    c"agent_id",
-    c"org_id",
-    c"metadata",
-    c"chain_id",
-    c"seq",
-    c"prev_hash",
-    c"hash",
-];
-const EVENT_ID: usize = 0;
-const OCCURRED_AT: usize = 1;
-const ACTION: usize = 2;
-const OUTCOME: usize = 3;
-const AGENT_ID: usize = 4;
-const ORG_ID: usize = 5;
-const METADATA: usize = 6;
-const CHAIN_ID: usize = 7;
-const SEQ: usize = 8;
-const PREV_HASH: usize = 9;
-const HASH: usize = 10;
 
 /// Per-call-site state, kept in `fn_extra` for the statement: column positions resolved once,
 /// and buffers reused for every row.
 struct CallSite {
     relid: pg_sys::Oid,
-    attnums: [i32; COLUMNS.len()],
+    columns: Columns,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
     preimage: Vec<u8>,
     chain_id: Vec<u8>,
+    metadata: JsonbText,
 }
 
 impl CallSite {
-    /// SAFETY: `rel` is the trigger's open relation.
-    unsafe fn resolve(rel: pg_sys::Relation) -> CallSite {
-        let desc = unsafe { (*rel).rd_att };
-        let natts = usize::try_from(unsafe { (*desc).natts }).expect("natts is small");
-        let mut attnums = [0i32; COLUMNS.len()];
-        for (slot, name) in attnums.iter_mut().zip(COLUMNS) {
-            let attnum = (0..natts)
-                .find(|&i| {
-                    // SAFETY: i < natts.
-                    let att = unsafe { &*(*desc).attrs.as_ptr().add(i) };
-                    !att.attisdropped
-                        && unsafe { CStr::from_ptr(att.attname.data.as_ptr()) } == name
-                })
-                .map(|i| i32::try_from(i).expect("small") + 1);
-            *slot = attnum.unwrap_or_else(|| {
-                raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!("agentidp_chain_trigger: the table has no column {name:?}"),
-                    Some("The trigger belongs on agentidp.audit_events only."),
-                )
-            });
-        }
+    /// SAFETY: `rel` is the trigger's open relation; `context` lives as long as the call site
+    /// (the trigger itself runs in a per-row context, reset after each row).
+    unsafe fn resolve(rel: pg_sys::Relation, context: pg_sys::MemoryContext) -> CallSite {
+        let natts = usize::try_from(unsafe { (*(*rel).rd_att).natts }).expect("natts is small");
         CallSite {
             // SAFETY: rel is open.
             relid: unsafe { (*rel).rd_id },
-            attnums,
+            columns: unsafe { Columns::of(rel) },
             values: vec![pg_sys::Datum::from(0); natts],
             nulls: vec![false; natts],
             preimage: Vec::with_capacity(256),
             chain_id: Vec::with_capacity(64),
+            metadata: JsonbText::new_in(context),
         }
-    }
-
-    fn index(&self, column: usize) -> usize {
-        usize::try_from(self.attnums[column] - 1).expect("attnums start at 1")
-    }
-
-    fn value(&self, column: usize) -> Option<pg_sys::Datum> {
-        let i = self.index(column);
-        (!self.nulls[i]).then_some(self.values[i])
-    }
-
-    /// SAFETY: `column` holds a varlena type; the row outlives the slice.
-    unsafe fn bytes<'a>(&self, column: usize) -> Option<&'a [u8]> {
-        self.value(column).map(|d| unsafe { varlena_bytes(d) })
     }
 }
 
@@ -141,7 +85,7 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         let mut site = (*flinfo).fn_extra as *mut CallSite;
         if site.is_null() || (*site).relid != (*rel).rd_id {
             site = pgrx::PgMemoryContexts::For((*flinfo).fn_mcxt)
-                .leak_and_drop_on_delete(CallSite::resolve(rel));
+                .leak_and_drop_on_delete(CallSite::resolve(rel, (*flinfo).fn_mcxt));
             (*flinfo).fn_extra = site.cast();
         }
         let site = &mut *site;
@@ -153,65 +97,48 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
             site.nulls.as_mut_ptr(),
         );
 
-        let org_id = site.bytes(ORG_ID);
-        site.chain_id.clear();
+        let mut chain_id = std::mem::take(&mut site.chain_id);
+        let mut metadata_text = std::mem::replace(&mut site.metadata, JsonbText::empty());
+        let mut preimage = std::mem::take(&mut site.preimage);
+        let columns = site.columns;
+        let row = Values {
+            columns: &columns,
+            values: site.values.as_ptr(),
+            nulls: site.nulls.as_ptr(),
+        };
+        let org_id = row.bytes(ORG_ID);
+        chain_id.clear();
         match (gucs::chain_scope(), org_id) {
             (ChainScope::Org, Some(org)) => {
-                site.chain_id.extend_from_slice(b"org:");
-                site.chain_id.extend_from_slice(org);
+                chain_id.extend_from_slice(b"org:");
+                chain_id.extend_from_slice(org);
             }
-            _ => site.chain_id.extend_from_slice(b"global"),
+            _ => chain_id.extend_from_slice(b"global"),
         }
-
-        let event_id = site.value(EVENT_ID).expect("event_id is NOT NULL");
-        let occurred_at = site.value(OCCURRED_AT).expect("occurred_at is NOT NULL");
-        let occurred_at_unix_micros = chain::unix_micros_from_postgres(occurred_at.value() as i64)
-            .unwrap_or_else(|| {
-                raise(
-                    PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
-                    "audit event occurred_at is out of range",
-                    None,
-                )
-            });
-        let metadata = site.value(METADATA).map(|d| {
-            let jsonb = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::Jsonb;
-            let text = pg_sys::JsonbToCString(
-                std::ptr::null_mut(),
-                &mut (*jsonb).root,
-                pgrx::varlena::varsize(jsonb.cast()) as i32,
+        let occurred_at = row.datum(OCCURRED_AT).expect("occurred_at is NOT NULL");
+        if chain::unix_micros_from_postgres(occurred_at.value() as i64).is_none() {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
+                "audit event occurred_at is out of range",
+                None,
             );
-            CStr::from_ptr(text).to_bytes()
-        });
-        let action = site.bytes(ACTION).expect("action is NOT NULL");
-        let outcome = site.bytes(OUTCOME).expect("outcome is NOT NULL");
-        let agent_id = site.bytes(AGENT_ID);
-        let event_id = &*event_id.cast_mut_ptr::<[u8; 16]>();
-
-        let chain_id = std::mem::take(&mut site.chain_id);
-        let mut preimage = std::mem::take(&mut site.preimage);
-        let (seq, prev_hash, hash) = chain_head::append(&chain_id, |head| {
+        }
+        let metadata = row.metadata_text(&mut metadata_text);
+        let table = chain_head::EventsTable { rel, columns };
+        let (seq, prev_hash, hash) = chain_head::append(table, &chain_id, |head| {
             let seq = head.next_seq();
-            let hash = Event {
-                chain_id: &chain_id,
-                seq,
-                prev_hash: &head.hash,
-                event_id,
-                occurred_at_unix_micros,
-                action,
-                outcome,
-                agent_id,
-                org_id,
-                metadata,
-            }
-            .hash_with(&mut preimage);
+            let hash = row
+                .event(&chain_id, seq, &head.hash, metadata)
+                .hash_with(&mut preimage);
             (ChainHead { seq, hash }, (seq, head.hash, hash))
         });
 
+        let attnums = &columns.attnums;
         let mut repl_cols = [
-            site.attnums[CHAIN_ID],
-            site.attnums[SEQ],
-            site.attnums[PREV_HASH],
-            site.attnums[HASH],
+            attnums[CHAIN_ID],
+            attnums[SEQ],
+            attnums[PREV_HASH],
+            attnums[HASH],
         ];
         // SAFETY: chain ids are built from text columns and are valid UTF-8.
         let chain_text = std::str::from_utf8_unchecked(&chain_id);
@@ -224,6 +151,7 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         let mut repl_nulls = [false; 4];
         site.chain_id = chain_id;
         site.preimage = preimage;
+        site.metadata = metadata_text;
         let new_tuple = pg_sys::heap_modify_tuple_by_cols(
             (*td).tg_trigtuple,
             desc,

@@ -10,6 +10,7 @@ mod chain_trigger;
 mod column_triggers;
 mod encryption;
 mod error;
+mod event_scan;
 mod gucs;
 mod keys;
 mod reencrypt;

@@ -1,9 +1,7 @@
-//! Parameterized SPI at the level the chain's hot paths need: plans prepared once per backend,
-//! cursors read in batches, columns read as borrowed bytes without a conversion per value.
-//!
-//! pgrx's `Spi` runs every query on the transaction's snapshot and converts each value; the chain
-//! head must be read on the latest snapshot (see `chain_head`), and verification reads millions
-//! of values, so both go through this thin layer. Connection handling stays with `Spi::connect`.
+//! Parameterized SPI with plans prepared once per backend, run on a chosen snapshot, and columns
+//! read as borrowed bytes. pgrx's `Spi` always runs on the transaction's snapshot, and a chain
+//! anchor must be read on a fresh one (see `chain_head`). Connection handling stays with
+//! `Spi::connect`.
 
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -79,22 +77,6 @@ impl KeptPlan {
         // SAFETY: a successful SELECT leaves its result in SPI_tuptable / SPI_processed.
         unsafe { Rows::take() }
     }
-
-    /// Opens a read-only cursor on the transaction's snapshot.
-    pub fn cursor(&self, args: &[Option<pg_sys::Datum>]) -> Cursor {
-        let (mut values, nulls) = split_args(args);
-        // SAFETY: inside an SPI connection, with as many arguments as the plan declares.
-        let portal = unsafe {
-            pg_sys::SPI_cursor_open(
-                std::ptr::null(),
-                self.get(),
-                values.as_mut_ptr(),
-                nulls.as_ptr(),
-                true,
-            )
-        };
-        Cursor { portal }
-    }
 }
 
 fn split_args(args: &[Option<pg_sys::Datum>]) -> (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) {
@@ -104,29 +86,6 @@ fn split_args(args: &[Option<pg_sys::Datum>]) -> (Vec<pg_sys::Datum>, Vec<std::f
             None => (pg_sys::Datum::from(0), b'n' as std::ffi::c_char),
         })
         .unzip()
-}
-
-/// A portal read in batches; closed on drop.
-pub struct Cursor {
-    portal: pg_sys::Portal,
-}
-
-impl Cursor {
-    /// The next batch of at most `count` rows; empty at the end.
-    pub fn fetch(&mut self, count: i64) -> Rows {
-        // SAFETY: the portal is open until drop.
-        unsafe {
-            pg_sys::SPI_cursor_fetch(self.portal, true, count);
-            Rows::take()
-        }
-    }
-}
-
-impl Drop for Cursor {
-    fn drop(&mut self) {
-        // SAFETY: the portal is still open; closing it twice is impossible as drop runs once.
-        unsafe { pg_sys::SPI_cursor_close(self.portal) }
-    }
 }
 
 /// The rows of one SPI result, freed on drop.
@@ -145,10 +104,6 @@ impl Rows {
             usize::try_from(unsafe { pg_sys::SPI_processed }).expect("row count fits usize")
         };
         Rows { table, len }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub fn row(&self, i: usize) -> Row<'_> {

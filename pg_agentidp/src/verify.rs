@@ -8,15 +8,13 @@
 // hide behind an alias.
 #![allow(clippy::type_complexity)]
 
-use agentidp_core::chain::{self, BreakKind, ChainHead, Event, Verifier, HASH_LEN};
+use agentidp_core::chain::{self, BreakKind, ChainHead, Verifier, HASH_LEN};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, Uuid};
+use pgrx::{pg_sys, PgMemoryContexts, Uuid};
 
 use crate::error::raise;
+use crate::event_scan::{ChainScan, Columns, Direction, JsonbText, EVENT_ID, HASH, PREV_HASH, SEQ};
 use crate::spi::{KeptPlan, Row};
-
-/// Rows fetched per cursor round trip: large enough to amortise it, small enough to stay in cache.
-const BATCH: i64 = 4096;
 
 /// One verdict row: see `Verdict::into_row`.
 type VerdictRow = (
@@ -296,21 +294,6 @@ static ROW_AT: KeptPlan = KeptPlan::new(
     &[pg_sys::TEXTOID, pg_sys::INT8OID],
 );
 
-static EVENTS: KeptPlan = KeptPlan::new(
-    c"SELECT seq, prev_hash, hash, event_id, occurred_at, action, outcome, agent_id, org_id,
-             metadata::text
-        FROM agentidp.audit_events
-       WHERE chain_id = $1 AND seq > $2 AND seq <= $3
-       ORDER BY seq",
-    &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::INT8OID],
-);
-
-static SUCCESSOR: KeptPlan = KeptPlan::new(
-    c"SELECT seq, prev_hash, event_id FROM agentidp.audit_events
-       WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT 1",
-    &[pg_sys::TEXTOID, pg_sys::INT8OID],
-);
-
 fn chain_ids(only: Option<&str>) -> Vec<String> {
     match only {
         Some(id) => vec![id.to_owned()],
@@ -396,70 +379,96 @@ pub(crate) fn walk(
     from: From,
     last: Option<i64>,
 ) -> ChainOutcome {
-    let mut verifier = Verifier::starting_after(start);
     let after = match from {
         From::Beginning => i64::MIN,
         From::After(seq) => seq,
     };
-    let mut cursor = EVENTS.cursor(&[
-        chain_id.into_datum(),
-        after.into_datum(),
-        last.unwrap_or(i64::MAX).into_datum(),
-    ]);
+    let events = EventsRelation::open();
+    // SAFETY: the relation stays open for the scan's life, and a STABLE function reads on the
+    // statement's active snapshot, which outlives this call.
+    let mut scan = unsafe {
+        ChainScan::open(
+            events.rel,
+            events.columns,
+            chain_id,
+            Direction::ForwardAfter(after),
+            pg_sys::GetActiveSnapshot(),
+        )
+    };
+    let mut verifier = Verifier::starting_after(start);
+    // SAFETY: the current context is the function call's, which outlives the walk.
+    let mut metadata = JsonbText::new_in(unsafe { pg_sys::CurrentMemoryContext });
+    // Detoasted values and rendered jsonb land here, freed every few thousand rows.
+    let mut scratch = PgMemoryContexts::new("agentidp_verify_chain");
     let outcome = |v: &Verifier, broken| ChainOutcome {
         checked: v.checked(),
         head: v.head(),
         broken,
     };
-    loop {
-        let rows = cursor.fetch(BATCH);
-        if rows.is_empty() {
-            break;
+    let not_null = "chain columns are NOT NULL";
+    while let Some(row) = scan.next_row() {
+        let seq = row.int8(SEQ).expect(not_null);
+        if last.is_some_and(|last| seq > last) {
+            let linked = verifier.check_successor_link(seq, row.bytes(PREV_HASH).expect(not_null));
+            return outcome(
+                &verifier,
+                linked.err().map(|kind| (row.uuid(EVENT_ID).copied(), kind)),
+            );
         }
-        for row in rows.iter() {
-            let event_id = row.uuid(4).expect("event_id is NOT NULL");
-            let checked = check_row(&mut verifier, chain_id.as_bytes(), &row, event_id);
-            if let Err(kind) = checked {
-                return outcome(&verifier, Some((Some(*event_id), kind)));
-            }
+        // SAFETY: nothing allocated in the scratch context outlives this closure.
+        let checked = unsafe {
+            scratch.switch_to(|_| {
+                let md = row.metadata_text(&mut metadata);
+                let prev_hash = row.bytes(PREV_HASH).expect(not_null);
+                let event = row.event(chain_id.as_bytes(), seq, prev_hash, md);
+                verifier.check(&event, row.bytes(HASH).expect(not_null))
+            })
+        };
+        if let Err(kind) = checked {
+            return outcome(&verifier, Some((row.uuid(EVENT_ID).copied(), kind)));
         }
-    }
-    if let Some(last) = last {
-        let next = SUCCESSOR.query(&[chain_id.into_datum(), last.into_datum()], NO_SNAPSHOT, 1);
-        if let Some(row) = next.first() {
-            let seq = row.int8(1).expect("seq is NOT NULL");
-            let prev = row.bytes(2).expect("prev_hash is NOT NULL");
-            let linked = <[u8; HASH_LEN]>::try_from(prev)
-                .map_err(|_| BreakKind::LinkBroken)
-                .and_then(|prev| verifier.check_successor_link(seq, &prev));
-            if let Err(kind) = linked {
-                return outcome(&verifier, Some((row.uuid(3).copied(), kind)));
-            }
+        if verifier.checked().is_multiple_of(SCRATCH_ROWS) {
+            // SAFETY: no value from the scratch context is held across rows.
+            unsafe { scratch.reset() };
         }
     }
     outcome(&verifier, None)
 }
 
-fn check_row(
-    verifier: &mut Verifier,
-    chain_id: &[u8],
-    row: &Row<'_>,
-    event_id: &[u8; 16],
-) -> Result<(), BreakKind> {
-    let not_null = "chain columns are NOT NULL";
-    let pg_micros = row.datum(5).expect(not_null).value() as i64;
-    let event = Event {
-        chain_id,
-        seq: row.int8(1).expect(not_null),
-        prev_hash: row.bytes(2).expect(not_null),
-        event_id,
-        // Out of range only if the CHECK on occurred_at was dropped; no stored hash can match it.
-        occurred_at_unix_micros: chain::unix_micros_from_postgres(pg_micros).unwrap_or(i64::MIN),
-        action: row.bytes(6).expect(not_null),
-        outcome: row.bytes(7).expect(not_null),
-        agent_id: row.bytes(8),
-        org_id: row.bytes(9),
-        metadata: row.bytes(10),
-    };
-    verifier.check(&event, row.bytes(3).expect(not_null))
+/// Rows between two resets of the scratch memory context.
+const SCRATCH_ROWS: u64 = 4096;
+
+/// `agentidp.audit_events`, opened for reading and closed on drop.
+struct EventsRelation {
+    rel: pg_sys::Relation,
+    columns: Columns,
+}
+
+impl EventsRelation {
+    fn open() -> EventsRelation {
+        // SAFETY: catalog lookups and an AccessShareLock open, as any query of the table does.
+        unsafe {
+            let namespace = pg_sys::get_namespace_oid(c"agentidp".as_ptr(), false);
+            let relid = pg_sys::get_relname_relid(c"audit_events".as_ptr(), namespace);
+            if relid == pg_sys::InvalidOid {
+                raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                    "agentidp.audit_events does not exist",
+                    None,
+                );
+            }
+            let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            EventsRelation {
+                rel,
+                columns: Columns::of(rel),
+            }
+        }
+    }
+}
+
+impl Drop for EventsRelation {
+    fn drop(&mut self) {
+        // SAFETY: opened once in `open`; the lock is kept until the transaction ends.
+        unsafe { pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE) }
+    }
 }

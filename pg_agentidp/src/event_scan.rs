@@ -1,0 +1,290 @@
+//! Reading `agentidp.audit_events` along one chain through its primary key, without the executor.
+//!
+//! Verification reads every event of a chain and the trigger reads one head per transaction; an
+//! SPI query would spend most of that time starting an executor and copying tuples. Here a scan
+//! walks the (chain_id, seq) index and hands out each row's columns in place.
+
+use std::ffi::CStr;
+
+use agentidp_core::chain::Event;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::raise;
+use crate::spi::varlena_bytes;
+
+/// The columns of `audit_events` the chain covers, by name.
+pub const COLUMNS: [&CStr; 11] = [
+    c"event_id",
+    c"occurred_at",
+    c"action",
+    c"outcome",
+    c"agent_id",
+    c"org_id",
+    c"metadata",
+    c"chain_id",
+    c"seq",
+    c"prev_hash",
+    c"hash",
+];
+pub const EVENT_ID: usize = 0;
+pub const OCCURRED_AT: usize = 1;
+pub const ACTION: usize = 2;
+pub const OUTCOME: usize = 3;
+pub const AGENT_ID: usize = 4;
+pub const ORG_ID: usize = 5;
+pub const METADATA: usize = 6;
+pub const CHAIN_ID: usize = 7;
+pub const SEQ: usize = 8;
+pub const PREV_HASH: usize = 9;
+pub const HASH: usize = 10;
+
+/// Where each of [`COLUMNS`] sits in a relation's rows (attribute numbers, from 1).
+#[derive(Clone, Copy, Debug)]
+pub struct Columns {
+    pub attnums: [i32; COLUMNS.len()],
+    /// The highest of them: how far a row must be deformed.
+    pub last: i32,
+}
+
+impl Columns {
+    /// SAFETY: `rel` is open.
+    pub unsafe fn of(rel: pg_sys::Relation) -> Columns {
+        let desc = unsafe { (*rel).rd_att };
+        let natts = usize::try_from(unsafe { (*desc).natts }).expect("natts is small");
+        let mut attnums = [0i32; COLUMNS.len()];
+        for (slot, name) in attnums.iter_mut().zip(COLUMNS) {
+            let found = (0..natts).find(|&i| {
+                // SAFETY: i < natts.
+                let att = unsafe { &*(*desc).attrs.as_ptr().add(i) };
+                !att.attisdropped && unsafe { CStr::from_ptr(att.attname.data.as_ptr()) } == name
+            });
+            *slot = match found {
+                Some(i) => i32::try_from(i).expect("small") + 1,
+                None => raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!("agentidp.audit_events has no column {name:?}"),
+                    Some("The table's shape is part of the chain; see docs/audit-log-runbook.md."),
+                ),
+            };
+        }
+        let last = attnums.iter().copied().max().expect("eleven columns");
+        Columns { attnums, last }
+    }
+}
+
+/// One deformed row: values as PostgreSQL holds them, valid until the scan moves on.
+#[derive(Clone, Copy)]
+pub struct Values<'a> {
+    pub columns: &'a Columns,
+    pub values: *const pg_sys::Datum,
+    pub nulls: *const bool,
+}
+
+impl<'a> Values<'a> {
+    pub fn datum(&self, column: usize) -> Option<pg_sys::Datum> {
+        let i = usize::try_from(self.columns.attnums[column] - 1).expect("attnums start at 1");
+        // SAFETY: the arrays hold at least `columns.last` entries.
+        unsafe { (!*self.nulls.add(i)).then(|| *self.values.add(i)) }
+    }
+
+    /// A text or bytea column's bytes.
+    pub fn bytes(&self, column: usize) -> Option<&'a [u8]> {
+        // SAFETY: the caller names a varlena column; the row outlives 'a.
+        self.datum(column).map(|d| unsafe { varlena_bytes(d) })
+    }
+
+    pub fn int8(&self, column: usize) -> Option<i64> {
+        self.datum(column).map(|d| d.value() as i64)
+    }
+
+    pub fn uuid(&self, column: usize) -> Option<&'a [u8; 16]> {
+        // SAFETY: a uuid datum points at 16 bytes, valid as long as the row.
+        self.datum(column)
+            .map(|d| unsafe { &*d.cast_mut_ptr::<[u8; 16]>() })
+    }
+
+    /// The `jsonb` metadata as its text output (what `metadata::text` gives), written into
+    /// `buf`, which is reused across rows.
+    pub fn metadata_text<'b>(&self, buf: &'b mut JsonbText) -> Option<&'b [u8]> {
+        // SAFETY: metadata is a jsonb column.
+        self.datum(METADATA).map(|d| unsafe { buf.render(d) })
+    }
+
+    /// The event as the chain encodes it; `None` only if `occurred_at` is beyond what the encoding
+    /// holds, which the table's CHECK rules out.
+    pub fn event(
+        &self,
+        chain_id: &'a [u8],
+        seq: i64,
+        prev_hash: &'a [u8],
+        metadata: Option<&'a [u8]>,
+    ) -> Event<'a> {
+        let not_null = "event columns are NOT NULL";
+        let pg_micros = self.datum(OCCURRED_AT).expect(not_null).value() as i64;
+        Event {
+            chain_id,
+            seq,
+            prev_hash,
+            event_id: self.uuid(EVENT_ID).expect(not_null),
+            // Out of range only if the CHECK on occurred_at was dropped; no hash can match it.
+            occurred_at_unix_micros: agentidp_core::chain::unix_micros_from_postgres(pg_micros)
+                .unwrap_or(i64::MIN),
+            action: self.bytes(ACTION).expect(not_null),
+            outcome: self.bytes(OUTCOME).expect(not_null),
+            agent_id: self.bytes(AGENT_ID),
+            org_id: self.bytes(ORG_ID),
+            metadata,
+        }
+    }
+}
+
+/// A reusable buffer for `jsonb` text output.
+pub struct JsonbText {
+    buf: pg_sys::StringInfo,
+}
+
+impl JsonbText {
+    /// A buffer in memory context `context`, which must outlive it.
+    pub fn new_in(context: pg_sys::MemoryContext) -> JsonbText {
+        // SAFETY: a plain allocation in a live context.
+        let buf = unsafe {
+            let previous = pg_sys::MemoryContextSwitchTo(context);
+            let buf = pg_sys::makeStringInfo();
+            pg_sys::MemoryContextSwitchTo(previous);
+            buf
+        };
+        JsonbText { buf }
+    }
+
+    /// A placeholder that owns nothing, for swapping a buffer out of a struct while it is used.
+    pub fn empty() -> JsonbText {
+        JsonbText {
+            buf: std::ptr::null_mut(),
+        }
+    }
+
+    /// SAFETY: `d` is a jsonb datum.
+    unsafe fn render(&mut self, d: pg_sys::Datum) -> &[u8] {
+        assert!(
+            !self.buf.is_null(),
+            "a placeholder JsonbText is never rendered into"
+        );
+        unsafe {
+            pg_sys::resetStringInfo(self.buf);
+            let jsonb = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::Jsonb;
+            pg_sys::JsonbToCString(
+                self.buf,
+                &mut (*jsonb).root,
+                pgrx::varlena::varsize(jsonb.cast()) as i32,
+            );
+            let len = usize::try_from((*self.buf).len).expect("non-negative");
+            std::slice::from_raw_parts((*self.buf).data.cast::<u8>(), len)
+        }
+    }
+}
+
+/// A scan of one chain's events through the primary key, forward from a sequence number or
+/// backward from the end.
+pub struct ChainScan {
+    index: pg_sys::Relation,
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    direction: pg_sys::ScanDirection::Type,
+    columns: Columns,
+}
+
+pub enum Direction {
+    /// Events with `seq` greater than this one, in ascending order.
+    ForwardAfter(i64),
+    /// All events, newest first.
+    Backward,
+}
+
+impl ChainScan {
+    /// SAFETY: `rel` is `agentidp.audit_events`, open and locked for the scan's life; `snapshot`
+    /// stays valid as long.
+    pub unsafe fn open(
+        rel: pg_sys::Relation,
+        columns: Columns,
+        chain_id: &str,
+        direction: Direction,
+        snapshot: pg_sys::Snapshot,
+    ) -> ChainScan {
+        unsafe {
+            // By name: the relcache knows no primary key that is DEFERRABLE, as this one is.
+            let namespace = (*(*rel).rd_rel).relnamespace;
+            let index_oid = pg_sys::get_relname_relid(c"audit_events_pkey".as_ptr(), namespace);
+            if index_oid == pg_sys::InvalidOid {
+                raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "agentidp.audit_events has lost its primary key audit_events_pkey (chain_id, seq)",
+                    Some("Restore it: the chain is read through it."),
+                );
+            }
+            let index = pg_sys::index_open(index_oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let mut keys = [
+                pg_sys::ScanKeyData::default(),
+                pg_sys::ScanKeyData::default(),
+            ];
+            pg_sys::ScanKeyInit(
+                &mut keys[0],
+                1,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+                chain_id.into_datum().expect("text datum"),
+            );
+            // Compare as the index orders: under its collation, not the C one ScanKeyInit sets.
+            keys[0].sk_collation = *(*index).rd_indcollation;
+            let (nkeys, scan_direction) = match direction {
+                Direction::ForwardAfter(seq) => {
+                    pg_sys::ScanKeyInit(
+                        &mut keys[1],
+                        2,
+                        pg_sys::BTGreaterStrategyNumber as pg_sys::StrategyNumber,
+                        pg_sys::Oid::from(pg_sys::F_INT8GT),
+                        seq.into_datum().expect("int8 datum"),
+                    );
+                    (2, pg_sys::ScanDirection::ForwardScanDirection)
+                }
+                Direction::Backward => (1, pg_sys::ScanDirection::BackwardScanDirection),
+            };
+            let scan = pg_sys::index_beginscan(rel, index, snapshot, nkeys, 0);
+            pg_sys::index_rescan(scan, keys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
+            ChainScan {
+                index,
+                scan,
+                slot: pg_sys::table_slot_create(rel, std::ptr::null_mut()),
+                direction: scan_direction,
+                columns,
+            }
+        }
+    }
+
+    /// The next row, valid until the next call.
+    pub fn next_row(&mut self) -> Option<Values<'_>> {
+        // SAFETY: scan and slot are live until drop.
+        unsafe {
+            if !pg_sys::index_getnext_slot(self.scan, self.direction, self.slot) {
+                return None;
+            }
+            pg_sys::slot_getsomeattrs_int(self.slot, self.columns.last);
+            Some(Values {
+                columns: &self.columns,
+                values: (*self.slot).tts_values,
+                nulls: (*self.slot).tts_isnull,
+            })
+        }
+    }
+}
+
+impl Drop for ChainScan {
+    fn drop(&mut self) {
+        // SAFETY: each was opened once in `open` and is released once here.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::index_endscan(self.scan);
+            pg_sys::index_close(self.index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        }
+    }
+}
