@@ -37,12 +37,13 @@ static ENCRYPTION_STRICT: GucSetting<bool> = GucSetting::<bool>::new(false);
 static ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static ENCRYPTION_OLD_KEYS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// The key settings are the session's secret. SUPERUSER_ONLY keeps them out of SHOW,
-/// current_setting() and pg_settings for roles without pg_read_all_settings; NO_SHOW_ALL (which
-/// includes NOT_IN_SAMPLE) out of SHOW ALL; the show hook prints a key id instead of the value to
-/// everyone else; the check hook refuses the places that would store the value where others can
-/// read it and validates without echoing the value. Not NO_RESET_ALL: RESET ALL (a pooler's
-/// DISCARD ALL) should drop a key SET by a client and return to the connection's own.
+/// The key settings are the session's secret. SUPERUSER_ONLY: SHOW and current_setting() refuse
+/// roles without pg_read_all_settings. NO_SHOW_ALL (which includes NOT_IN_SAMPLE): no row in
+/// SHOW ALL or pg_settings, for anyone. DISALLOW_IN_FILE: not in postgresql.conf or ALTER SYSTEM.
+/// The show hook prints a key id, never the key, to those allowed to look; the check hook refuses
+/// the other places that store a value where others can read it, and validates without echoing.
+/// Not NO_RESET_ALL: RESET ALL (a pooler's DISCARD ALL) should drop a key SET by a client and
+/// return to the connection's own.
 fn key_flags() -> GucFlags {
     GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE
 }
