@@ -112,7 +112,12 @@ fn agentidp_verify_incremental(
                 },
                 None => walk(&id, trusted_start(&id), From::Beginning, None),
             };
-            if outcome.broken.is_none() && outcome.head.seq > 0 {
+            if outcome.broken.is_some() {
+                // A checkpoint vouches for everything before it: a broken chain keeps none, so the
+                // next incremental run walks it whole and stays failing until the break is dealt
+                // with, instead of passing by starting after it.
+                drop_checkpoint(&id);
+            } else if outcome.head.seq > 0 {
                 save_checkpoint(&id, &outcome.head);
             }
             verdict.add(&id, outcome);
@@ -341,6 +346,14 @@ fn save_checkpoint(chain_id: &str, head: &ChainHead) {
         ],
     )
     .unwrap_or_else(|e| error!("recording the checkpoint of chain {chain_id:?} failed: {e}"));
+}
+
+fn drop_checkpoint(chain_id: &str) {
+    Spi::run_with_args(
+        "DELETE FROM agentidp.chain_checkpoints WHERE chain_id = $1",
+        &[chain_id.into()],
+    )
+    .unwrap_or_else(|e| error!("dropping the checkpoint of chain {chain_id:?} failed: {e}"));
 }
 
 /// Checks that the chain still holds a head recorded earlier at its position.

@@ -86,7 +86,12 @@ ALTER TABLE agentidp.audit_events DISABLE TRIGGER ALL;
 UPDATE agentidp.audit_events SET outcome = 'failure' WHERE seq = 2;
 SELECT verified, checked_count FROM agentidp.agentidp_verify_incremental();
 SELECT verified, checked_count, break_kind FROM agentidp.agentidp_verify_incremental(full_walk => true);
+-- A found break drops the checkpoint, so the next incremental run cannot pass by starting after it.
+SELECT count(*) AS checkpoints FROM agentidp.chain_checkpoints;
+SELECT verified, checked_count, break_kind FROM agentidp.agentidp_verify_incremental();
 -- A rewritten checkpointed event is caught by the incremental check too.
+UPDATE agentidp.audit_events SET outcome = 'success' WHERE seq = 2;
+SELECT verified FROM agentidp.agentidp_verify_incremental();
 UPDATE agentidp.audit_events SET hash = sha256('x') WHERE seq = 13;
 SELECT verified, checked_count, break_kind FROM agentidp.agentidp_verify_incremental();
 ROLLBACK;
