@@ -7,6 +7,9 @@ cd "$REPO"
 
 TEST_PORT=5498
 STANDBY_PORT=5497
+# The key-secrecy test starts a cluster of its own: it needs the library preloaded and every
+# statement logged.
+SECRECY_PORT=5495
 suites_passed=0
 suites_failed=()
 
@@ -42,6 +45,9 @@ if install_extension && start_cluster test "$TEST_PORT"; then
   suite concurrency bash tests/concurrency.sh "$TEST_PORT"
   suite standby bash tests/standby.sh "$TEST_PORT" "$STANDBY_PORT"
   suite sidecar_db bash tests/sidecar_db.sh "$TEST_PORT"
+  suite encryption_openssl bash tests/encryption_openssl.sh "$TEST_PORT"
+  suite encryption_rotation bash tests/encryption_rotation.sh "$TEST_PORT"
+  suite encryption_secrecy bash tests/encryption_secrecy.sh "$SECRECY_PORT"
 else
   suites_failed+=("install")
 fi

@@ -11,7 +11,8 @@ bash "$REPO/tests/setup.sh"
 log "building and installing the extension"
 install_extension
 log "starting a throwaway cluster on port $PORT_PG"
-start_cluster dev "$PORT_PG"
+# Preloaded, as production must: the key settings are hidden only once the library is loaded.
+start_cluster dev "$PORT_PG" "shared_preload_libraries = 'pg_agentidp'"
 trap 'stop_cluster dev' EXIT
 psql_at "$PORT_PG" -d postgres -c "CREATE DATABASE $db"
 psql_at "$PORT_PG" -d "$db" -c "CREATE EXTENSION pg_agentidp"

@@ -200,6 +200,8 @@ async fn secrets_rotation_fails_on_an_expired_active_credential() {
     let url = require_database!();
     let _turn = SERIAL.lock().await;
     let db = connect(&url);
+    // secret_hash is encrypted by the extension's trigger, which refuses plaintext without a key.
+    db.use_key(&key(KEY_A)).unwrap();
     let org = format!("sidecar-test-{}", uuid::Uuid::new_v4());
     let client = db.client().await.unwrap();
     let insert = "INSERT INTO agentidp.credentials (org_id, secret_hash, status, expires_at) \
