@@ -14,8 +14,15 @@ as_postgres() { runuser -u postgres -- "$@"; }
 # start_cluster NAME PORT [postgresql.conf lines...]: a fresh cluster in $RUN_DIR/NAME.
 start_cluster() {
   local name=$1 port=$2; shift 2
-  local dir=$RUN_DIR/$name
+  local dir=$RUN_DIR/$name pid
   stop_cluster "$name"
+  # Another cluster of ours still running on this port (from up.sh, a benchmark, an interrupted
+  # run) would make the start fail: stop it first.
+  for pid in "$RUN_DIR"/*/postmaster.pid; do
+    if [ -f "$pid" ] && [ "$(sed -n 4p "$pid")" = "$port" ]; then
+      stop_cluster "$(basename "$(dirname "$pid")")"
+    fi
+  done
   mkdir -p "$RUN_DIR" && chown postgres "$RUN_DIR"
   rm -rf "$dir"
   as_postgres "$PG_BIN/initdb" -D "$dir" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
