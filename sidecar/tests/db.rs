@@ -320,11 +320,38 @@ async fn tls_and_encryption_controls_are_recorded() {
         attempted: true,
         configured: true,
     };
+    db.use_key(&key(KEY_A)).unwrap();
     let ctx = context(&url, db.clone(), &[], loaded);
     jobs::encryption_at_rest::run_once(&ctx).await.unwrap();
     let (status, detail) = control(&db, ControlId::EncryptionAtRest).await;
     assert_eq!(status, "passing", "{detail}");
+    assert_eq!(detail["plaintextValues"], 0, "{detail}");
     assert!(!detail.to_string().contains(KEY_A));
+
+    // A plaintext value slipped in with the encryption trigger off fails CC6.1.
+    let client = db.client().await.unwrap();
+    let org = format!("sidecar-test-{}", uuid::Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             ALTER TABLE agentidp.credentials DISABLE TRIGGER zz_agentidp_encrypt;
+             INSERT INTO agentidp.credentials (org_id, secret_hash) VALUES ('{org}', 'plaintext');
+             ALTER TABLE agentidp.credentials ENABLE ALWAYS TRIGGER zz_agentidp_encrypt;
+             COMMIT;"
+        ))
+        .await
+        .unwrap();
+    jobs::encryption_at_rest::run_once(&ctx).await.unwrap();
+    let (status, detail) = control(&db, ControlId::EncryptionAtRest).await;
+    client
+        .execute(
+            "DELETE FROM agentidp.credentials WHERE org_id = $1",
+            &[&org],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, "failing", "{detail}");
+    assert_eq!(detail["plaintextValues"], 1, "{detail}");
 }
 
 #[tokio::test]

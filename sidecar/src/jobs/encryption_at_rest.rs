@@ -1,5 +1,5 @@
-//! CC6.1 Encryption at Rest: a valid key is loaded into the database sessions. (Checking that the
-//! sensitive columns hold no plaintext comes with the extension's inventory of them.)
+//! CC6.1 Encryption at Rest: a valid key is loaded into the database sessions, and the extension's
+//! census of the four sensitive columns finds no plaintext and nothing the key cannot decrypt.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controls::{ControlId, ControlStatus, Outcome};
-use crate::jobs::{record, run_scheduled, JobContext, JobError};
+use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError};
 use crate::key::KeyState;
 use crate::metrics::Job;
 
@@ -44,8 +44,55 @@ pub fn evaluate(state: &KeyState) -> Outcome {
     )
 }
 
+/// What `agentidp.agentidp_encryption_status()` counts over the four sensitive columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub plaintext: i64,
+    pub undecryptable: i64,
+}
+
+/// A loaded key is not enough: a plaintext value at rest (written before encryption was on, or
+/// with the trigger disabled) or one no configured key decrypts fails the control.
+pub fn with_census(key_outcome: Outcome, census: Census) -> Outcome {
+    if key_outcome.status != ControlStatus::Passing {
+        return key_outcome;
+    }
+    let status = if census.plaintext == 0 && census.undecryptable == 0 {
+        ControlStatus::Passing
+    } else {
+        ControlStatus::Failing
+    };
+    let mut detail = key_outcome.detail;
+    detail["plaintextValues"] = json!(census.plaintext);
+    detail["undecryptableValues"] = json!(census.undecryptable);
+    Outcome::new(status, detail)
+}
+
+async fn census(ctx: &JobContext) -> Result<Census, JobError> {
+    let client = ctx.db.client().await?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(plaintext), 0)::bigint, coalesce(sum(undecryptable), 0)::bigint \
+               FROM agentidp.agentidp_encryption_status()",
+            &[],
+        )
+        .await?;
+    Ok(Census {
+        plaintext: row.try_get(0)?,
+        undecryptable: row.try_get(1)?,
+    })
+}
+
 pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
     let outcome = evaluate(&ctx.key_state.borrow());
+    let outcome = if outcome.status == ControlStatus::Passing {
+        match census(ctx).await {
+            Ok(census) => with_census(outcome, census),
+            Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
+        }
+    } else {
+        outcome
+    };
     record(ctx, CONTROL, &outcome).await
 }
 
@@ -74,6 +121,39 @@ mod tests {
 
     fn key() -> EncryptionKey {
         EncryptionKey::from_hex(&"ab".repeat(32), "test").unwrap()
+    }
+
+    #[test]
+    fn plaintext_or_undecryptable_values_fail_a_loaded_key() {
+        let passing = Outcome::new(ControlStatus::Passing, json!({ "keyLoaded": true }));
+        let clean = Census {
+            plaintext: 0,
+            undecryptable: 0,
+        };
+        assert_eq!(
+            with_census(passing.clone(), clean).status,
+            ControlStatus::Passing
+        );
+        let plaintext = with_census(
+            passing.clone(),
+            Census {
+                plaintext: 3,
+                ..clean
+            },
+        );
+        assert_eq!(plaintext.status, ControlStatus::Failing);
+        assert_eq!(plaintext.detail["plaintextValues"], 3);
+        assert_eq!(plaintext.detail["keyLoaded"], true);
+        let undecryptable = Census {
+            undecryptable: 1,
+            ..clean
+        };
+        assert_eq!(
+            with_census(passing, undecryptable).status,
+            ControlStatus::Failing
+        );
+        let unknown = Outcome::new(ControlStatus::Unknown, json!({}));
+        assert_eq!(with_census(unknown, clean).status, ControlStatus::Unknown);
     }
 
     #[test]
