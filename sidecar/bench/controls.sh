@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
-# The workspace's target/ unless the caller chose another.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 SIDECAR_PORT=3901
 BARE_PORT=3902
 WORK=$(mktemp -d)
