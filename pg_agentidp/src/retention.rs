@@ -8,7 +8,7 @@ use pgrx::Uuid;
 
 use crate::append_only::RemovalPermit;
 use crate::error::raise;
-use crate::verify::{trusted_start, walk, From};
+use crate::verify::{chain_ids, trusted_start, walk, From};
 
 /// Archives, on every chain or one, the longest run of oldest events that all occurred before
 /// `older_than`. Refuses to archive a chain that does not verify: its evidence stays in place.
@@ -26,18 +26,8 @@ fn agentidp_archive_events(
     ),
 > {
     let archived = Spi::connect_mut(|client| {
-        let chains: Vec<String> = match chain {
-            Some(c) => vec![c.to_owned()],
-            None => client
-                .select("SELECT DISTINCT chain_id FROM agentidp.audit_events ORDER BY 1", None, &[])?
-                .map(|row| row.get::<String>(1))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .flatten()
-                .collect(),
-        };
         let mut archived = Vec::new();
-        for id in chains {
+        for id in chain_ids(chain) {
             let cut: Option<i64> = client
                 .select(
                     "SELECT coalesce(

@@ -299,7 +299,8 @@ static ROW_AT: KeptPlan = KeptPlan::new(
     &[pg_sys::TEXTOID, pg_sys::INT8OID],
 );
 
-fn chain_ids(only: Option<&str>) -> Vec<String> {
+/// The chains to visit: the one named, or every chain with events or an anchor.
+pub(crate) fn chain_ids(only: Option<&str>) -> Vec<String> {
     match only {
         Some(id) => vec![id.to_owned()],
         None => CHAIN_IDS
