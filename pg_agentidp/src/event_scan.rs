@@ -1,8 +1,9 @@
-//! Reading `agentidp.audit_events` along one chain through its primary key, without the executor.
+//! Reading `agentidp.audit_events` without the executor: along one chain through its primary key,
+//! or the whole table in physical order.
 //!
-//! Verification reads every event of a chain and the trigger reads one head per transaction; an
-//! SPI query would spend most of that time starting an executor and copying tuples. Here a scan
-//! walks the (chain_id, seq) index and hands out each row's columns in place.
+//! Verification reads every event and the trigger reads one head per transaction; an SPI query
+//! would spend most of that time starting an executor and copying tuples. Here a scan hands out
+//! each row's columns in place.
 
 use std::ffi::CStr;
 
@@ -286,5 +287,88 @@ impl Drop for ChainScan {
             pg_sys::index_endscan(self.scan);
             pg_sys::index_close(self.index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         }
+    }
+}
+
+/// A sequential scan of every event, in the table's physical order.
+///
+/// Rows are deformed straight from the page the scan holds pinned: a tuple slot would pin and
+/// release the page again for every row.
+pub struct TableScan {
+    scan: pg_sys::TableScanDesc,
+    desc: pg_sys::TupleDesc,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    columns: Columns,
+}
+
+impl TableScan {
+    /// SAFETY: `rel` is `agentidp.audit_events`, open and locked for the scan's life; `snapshot`
+    /// stays valid as long.
+    pub unsafe fn open(
+        rel: pg_sys::Relation,
+        columns: Columns,
+        snapshot: pg_sys::Snapshot,
+    ) -> TableScan {
+        unsafe {
+            if (*rel).rd_tableam != pg_sys::GetHeapamTableAmRoutine() {
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "agentidp.audit_events must use the heap table access method",
+                    None,
+                );
+            }
+            let desc = (*rel).rd_att;
+            let natts = usize::try_from((*desc).natts).expect("natts is small");
+            // A synchronized scan would start mid-table, where it joins another scan: every row
+            // before that point would then arrive after its successors.
+            let flags = pg_sys::ScanOptions::SO_TYPE_SEQSCAN
+                | pg_sys::ScanOptions::SO_ALLOW_STRAT
+                | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE;
+            TableScan {
+                scan: pg_sys::heap_beginscan(
+                    rel,
+                    snapshot,
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    flags,
+                ),
+                desc,
+                values: vec![pg_sys::Datum::from(0); natts],
+                nulls: vec![true; natts],
+                columns,
+            }
+        }
+    }
+
+    /// The next row, valid until the next call.
+    pub fn next_row(&mut self) -> Option<Values<'_>> {
+        // SAFETY: the scan is live until drop, and the arrays hold the descriptor's natts.
+        unsafe {
+            let tuple =
+                pg_sys::heap_getnext(self.scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tuple.is_null() {
+                return None;
+            }
+            pg_sys::heap_deform_tuple(
+                tuple,
+                self.desc,
+                self.values.as_mut_ptr(),
+                self.nulls.as_mut_ptr(),
+            );
+        }
+        Some(Values {
+            columns: &self.columns,
+            values: self.values.as_ptr(),
+            nulls: self.nulls.as_ptr(),
+        })
+    }
+}
+
+impl Drop for TableScan {
+    fn drop(&mut self) {
+        // SAFETY: opened once in `open` and ended once here.
+        unsafe { pg_sys::heap_endscan(self.scan) }
     }
 }

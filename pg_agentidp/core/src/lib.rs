@@ -4,4 +4,5 @@
 //! rests on can be tested with plain `cargo test` and reused by an offline verifier.
 
 pub mod chain;
+pub mod chain_set;
 pub mod crypto;
