@@ -11,6 +11,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod pipeline;
+pub use pipeline::{Abandoned, PipelinedVerifier, Spawn};
+
 #[cfg(doc)]
 use crate::chain::Verifier;
 use crate::chain::{BreakKind, ChainHead, Event, Hash};
@@ -35,6 +38,9 @@ pub enum ChainVerdict {
         kind: BreakKind,
     },
 }
+
+/// Each chain's id and verdict, in the byte order of the ids.
+pub type Verdicts = Vec<(Box<[u8]>, ChainVerdict)>;
 
 /// Verifies every chain of a set of events offered in any order.
 pub struct ChainSetVerifier {
@@ -77,10 +83,21 @@ impl ChainSetVerifier {
 
     /// Checks one stored event, or holds it until its predecessor is offered.
     pub fn offer(&mut self, event: &Event<'_>, stored_hash: &[u8]) -> Result<(), TooManyWaiting> {
-        let index = self.chain_index(event.chain_id);
-        let state = &mut self.chains[index].1;
+        let chain = self.chain_index(event.chain_id);
+        let hashed = Hashed::of(event, stored_hash, &mut self.scratch);
+        self.offer_hashed(chain, event.seq, hashed)
+    }
+
+    /// [`ChainSetVerifier::offer`] for an event already hashed, of the chain `chain_index` named.
+    fn offer_hashed(
+        &mut self,
+        chain: usize,
+        seq: i64,
+        event: Hashed,
+    ) -> Result<(), TooManyWaiting> {
+        let state = &mut self.chains[chain].1;
         self.waiting -= state.waiting.len();
-        state.offer(event, stored_hash, &mut self.scratch);
+        state.offer(seq, event);
         self.waiting += state.waiting.len();
         if self.waiting > self.waiting_limit {
             return Err(TooManyWaiting);
@@ -88,8 +105,8 @@ impl ChainSetVerifier {
         Ok(())
     }
 
-    /// Each chain's verdict, in the byte order of the chain ids.
-    pub fn finish(self) -> Vec<(Box<[u8]>, ChainVerdict)> {
+    /// Each chain's verdict.
+    pub fn finish(self) -> Verdicts {
         let mut verdicts: Vec<_> = self
             .chains
             .into_iter()
@@ -124,8 +141,8 @@ impl ChainSetVerifier {
     }
 }
 
-/// An event that arrived before its predecessor, already checked for what it alone decides.
-struct Waiting {
+/// An event, checked for what it alone decides: whether its content matches its stored hash.
+struct Hashed {
     event_id: [u8; 16],
     /// `None` when the stored previous hash is not 32 bytes long: it links to nothing.
     prev_hash: Option<Hash>,
@@ -133,10 +150,10 @@ struct Waiting {
     hash: Option<Hash>,
 }
 
-impl Waiting {
-    fn of(event: &Event<'_>, stored_hash: &[u8], scratch: &mut Vec<u8>) -> Waiting {
+impl Hashed {
+    fn of(event: &Event<'_>, stored_hash: &[u8], scratch: &mut Vec<u8>) -> Hashed {
         let hash = event.hash_with(scratch);
-        Waiting {
+        Hashed {
             event_id: *event.event_id,
             prev_hash: Hash::try_from(event.prev_hash).ok(),
             hash: (stored_hash == hash.as_slice()).then_some(hash),
@@ -167,7 +184,8 @@ struct ChainState {
     start: ChainHead,
     head: ChainHead,
     checked: u64,
-    waiting: BTreeMap<i64, Waiting>,
+    /// Events that arrived before their predecessor.
+    waiting: BTreeMap<i64, Hashed>,
     broken: Option<Break>,
 }
 
@@ -182,41 +200,41 @@ impl ChainState {
         }
     }
 
-    fn offer(&mut self, event: &Event<'_>, stored_hash: &[u8], scratch: &mut Vec<u8>) {
-        if event.seq <= self.head.seq {
+    fn offer(&mut self, seq: i64, event: Hashed) {
+        if seq <= self.head.seq {
             // In sequence order this event comes right after the checked one of its number (or
             // before all, when numbered at or before the start), where it is out of sequence.
-            let before = u64::try_from(event.seq.saturating_sub(self.start.seq)).unwrap_or(0);
+            let before = u64::try_from(seq.saturating_sub(self.start.seq)).unwrap_or(0);
             return self.record(Break {
                 checked: before + 1,
-                seq: event.seq,
-                event_id: *event.event_id,
+                seq,
+                event_id: event.event_id,
                 kind: BreakKind::SequenceGap,
             });
         }
-        if self.broken.is_some_and(|b| b.seq <= event.seq) {
+        if self.broken.is_some_and(|b| b.seq <= seq) {
             // Past the first break nothing is checked, as in an ordered walk.
             return;
         }
-        let waiting = Waiting::of(event, stored_hash, scratch);
-        if event.seq == self.head.next_seq() {
-            if self.accept(event.seq, waiting) {
+        let event_id = event.event_id;
+        if seq == self.head.next_seq() {
+            if self.accept(seq, event) {
                 self.drain_waiting();
             }
-        } else if self.waiting.insert(event.seq, waiting).is_some() {
+        } else if self.waiting.insert(seq, event).is_some() {
             // Two events with one number ahead of the checked run: in order, the second follows
             // the first, out of sequence (unless a gap before them is met first).
             self.record(Break {
-                checked: u64::try_from(event.seq - self.start.seq).unwrap_or(u64::MAX) + 1,
-                seq: event.seq,
-                event_id: *event.event_id,
+                checked: u64::try_from(seq - self.start.seq).unwrap_or(u64::MAX) + 1,
+                seq,
+                event_id,
                 kind: BreakKind::SequenceGap,
             });
         }
     }
 
     /// Checks the event numbered right after the run; extends the run when it holds.
-    fn accept(&mut self, seq: i64, event: Waiting) -> bool {
+    fn accept(&mut self, seq: i64, event: Hashed) -> bool {
         self.checked += 1;
         let kind = match (event.prev_hash == Some(self.head.hash), event.hash) {
             (true, Some(hash)) => {
@@ -404,6 +422,32 @@ mod tests {
             .collect())
     }
 
+    /// As [`offered`], through a pipelined verifier: on a thread when `threaded`, else inline.
+    fn pipelined(
+        rows: &[Row],
+        starts: &[(Vec<u8>, ChainHead)],
+        limit: usize,
+        batch_rows: usize,
+        threaded: bool,
+    ) -> Result<Vec<(Vec<u8>, ChainVerdict)>, Abandoned> {
+        let set = ChainSetVerifier::new(starts.iter().cloned(), limit);
+        let spawn: Box<Spawn<'_>> = if threaded {
+            Box::new(|work| std::thread::Builder::new().spawn(work))
+        } else {
+            Box::new(|_| Err(std::io::Error::other("no threads here")))
+        };
+        let mut verifier = PipelinedVerifier::new(set, batch_rows, spawn);
+        assert_eq!(verifier.is_pipelined(), threaded);
+        for row in rows {
+            verifier.offer(&row.event(), &row.hash)?;
+        }
+        Ok(verifier
+            .finish()?
+            .into_iter()
+            .map(|(id, verdict)| (id.into_vec(), verdict))
+            .collect())
+    }
+
     fn intact(checked: u64, head: &Row) -> ChainVerdict {
         ChainVerdict::Intact {
             checked,
@@ -544,7 +588,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_pipeline_gives_up_when_too_many_wait() {
+        let mut rows = chain(b"global", ChainHead::GENESIS, 20, 0);
+        rows.reverse();
+        for threaded in [true, false] {
+            assert_eq!(
+                pipelined(&rows, &[], 5, 3, threaded),
+                Err(Abandoned::TooManyWaiting)
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_pipeline_gives_the_same_verdicts(
+            len in 0usize..60,
+            tampers in proptest::collection::vec(tamper(), 0..3),
+            batch_rows in 1usize..9,
+            threaded in any::<bool>(),
+        ) {
+            let mut rows = chain(b"global", ChainHead::GENESIS, len, 0);
+            rows.extend(chain(b"org-1", ChainHead::GENESIS, len / 2, len));
+            for (i, t) in tampers.iter().enumerate() {
+                apply(&mut rows, t, 1000 + i);
+            }
+            rows.reverse();
+            let expected = offered(&rows, &[], usize::MAX).expect("no limit");
+            prop_assert_eq!(pipelined(&rows, &[], usize::MAX, batch_rows, threaded), Ok(expected));
+        }
+
         #[test]
         fn any_order_gives_the_ordered_walks_verdict(
             lens in proptest::collection::vec(0usize..40, 1..4),
