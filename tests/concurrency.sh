@@ -46,5 +46,26 @@ check "rolled-back transactions left nothing" 0 \
   "$(q "SELECT count(*) % 2 FROM agentidp.audit_events")"
 check "every chain verifies" "true|$(q "SELECT count(*) FROM agentidp.audit_events")" \
   "$(q "SELECT verified || '|' || checked_count FROM agentidp.agentidp_verify_chain()")"
+
+# A backend remembers each chain's last head as a lower bound for its next head read. When a
+# superuser cuts the tail below it, the bound finds nothing and the head is read in full: in one
+# session, the insert after the cut continues from the real head instead of failing or forking.
+cut=$(psql_at "$port" -d "$db" -At <<'SQL'
+SET agentidp.chain_scope = global;
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('hint', 'success');
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('hint', 'success');
+BEGIN;
+ALTER TABLE agentidp.audit_events DISABLE TRIGGER agentidp_append_only;
+DELETE FROM agentidp.audit_events WHERE chain_id = 'global' AND action = 'hint';
+ALTER TABLE agentidp.audit_events ENABLE ALWAYS TRIGGER agentidp_append_only;
+COMMIT;
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('after the cut', 'success')
+  RETURNING seq = (SELECT max(seq) + 1 FROM agentidp.audit_events
+                    WHERE chain_id = 'global' AND action <> 'after the cut');
+SQL
+)
+check "after a cut tail, the next insert follows the real head" t "$cut"
+check "and the chain verifies again" t "$(q "SELECT verified FROM agentidp.agentidp_verify_chain(NULL, NULL, 'global')")"
+
 psql_at "$port" -d postgres -c "DROP DATABASE $db"
 summary concurrency

@@ -35,6 +35,24 @@ struct Entry {
 
 thread_local! {
     static HEADS: RefCell<HashMap<Vec<u8>, Entry>> = RefCell::new(HashMap::new());
+    /// Per chain, the last head this backend read or committed: a lower bound for the next read
+    /// of the head, which then checks a few index entries instead of a page of them. Never
+    /// trusted: when nothing lies at or above it (events deleted by a superuser, or archived),
+    /// the head is read without it.
+    static HINTS: RefCell<HashMap<Vec<u8>, i64>> = RefCell::new(HashMap::new());
+}
+
+/// Chains whose hints a backend keeps; past this (a backend writing for very many orgs) the hints
+/// start over.
+const MAX_HINTS: usize = 10_000;
+
+fn remember_hint(chain_id: &[u8], seq: i64) {
+    HINTS.with_borrow_mut(|hints| {
+        if hints.len() >= MAX_HINTS && !hints.contains_key(chain_id) {
+            hints.clear();
+        }
+        hints.insert(chain_id.to_vec(), seq);
+    });
 }
 
 pub fn init() {
@@ -102,8 +120,15 @@ fn lock_and_read(table: EventsTable, chain_id: &[u8]) -> ChainHead {
     unsafe {
         pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false);
     }
+    let hint = HINTS.with_borrow(|hints| hints.get(chain_id).copied());
     // SAFETY: the trigger's relation is open and locked for the whole statement.
-    unsafe { last_event(table, chain_id) }.unwrap_or_else(|| anchor_or_genesis(chain_id))
+    let last = unsafe {
+        hint.and_then(|seq| last_event(table, chain_id, seq))
+            .or_else(|| last_event(table, chain_id, i64::MIN))
+    };
+    let head = last.unwrap_or_else(|| anchor_or_genesis(chain_id));
+    remember_hint(chain_id, head.seq);
+    head
 }
 
 /// The lock's second key (`objid`): unrelated chains rarely share one, and when they do they
@@ -113,7 +138,7 @@ pub fn lock_key(chain_id: &[u8]) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-/// The chain's last event, read backward through the primary key.
+/// The chain's last event numbered `from` or later, read backward through the primary key.
 ///
 /// SnapshotSelf: every committed row and this transaction's own. Under the lock no other session
 /// has an append in progress, so that is exactly the head; and unlike an MVCC snapshot it takes
@@ -122,13 +147,20 @@ pub fn lock_key(chain_id: &[u8]) -> u32 {
 ///
 /// # Safety
 /// `table.rel` is the trigger's open `audit_events`.
-unsafe fn last_event(table: EventsTable, chain_id: &[u8]) -> Option<ChainHead> {
+unsafe fn last_event(table: EventsTable, chain_id: &[u8], from: i64) -> Option<ChainHead> {
     // SAFETY: chain ids are built from text columns and are valid UTF-8.
     let id = unsafe { std::str::from_utf8_unchecked(chain_id) };
     let snapshot = std::ptr::addr_of_mut!(pg_sys::SnapshotSelfData);
     // SAFETY: the relation is open for the statement; SnapshotSelf is static.
-    let mut scan =
-        unsafe { ChainScan::open(table.rel, table.columns, id, Direction::Backward, snapshot) };
+    let mut scan = unsafe {
+        ChainScan::open(
+            table.rel,
+            table.columns,
+            id,
+            Direction::BackwardFrom(from),
+            snapshot,
+        )
+    };
     let row = scan.next_row()?;
     let seq = row.int8(SEQ).expect("seq is NOT NULL");
     let stored = row.bytes(HASH).expect("hash is NOT NULL");
@@ -175,6 +207,13 @@ unsafe extern "C-unwind" fn on_xact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT) {
+        HEADS.with_borrow(|heads| {
+            for (chain_id, entry) in heads {
+                remember_hint(chain_id, entry.head.seq);
+            }
+        });
+    }
     if matches!(
         event,
         XACT_EVENT_COMMIT

@@ -198,8 +198,9 @@ pub struct ChainScan {
 pub enum Direction {
     /// Events with `seq` greater than this one, in ascending order.
     ForwardAfter(i64),
-    /// All events, newest first.
-    Backward,
+    /// Events with `seq` at least this one, newest first. A backward scan checks every entry of
+    /// the index page it starts on before it returns the first: a bound keeps that to a few.
+    BackwardFrom(i64),
 }
 
 impl ChainScan {
@@ -237,19 +238,28 @@ impl ChainScan {
             );
             // Compare as the index orders: under its collation, not the C one ScanKeyInit sets.
             keys[0].sk_collation = *(*index).rd_indcollation;
-            let (nkeys, scan_direction) = match direction {
-                Direction::ForwardAfter(seq) => {
-                    pg_sys::ScanKeyInit(
-                        &mut keys[1],
-                        2,
-                        pg_sys::BTGreaterStrategyNumber as pg_sys::StrategyNumber,
-                        pg_sys::Oid::from(pg_sys::F_INT8GT),
-                        seq.into_datum().expect("int8 datum"),
-                    );
-                    (2, pg_sys::ScanDirection::ForwardScanDirection)
-                }
-                Direction::Backward => (1, pg_sys::ScanDirection::BackwardScanDirection),
+            let (strategy, procedure, seq, scan_direction) = match direction {
+                Direction::ForwardAfter(seq) => (
+                    pg_sys::BTGreaterStrategyNumber,
+                    pg_sys::F_INT8GT,
+                    seq,
+                    pg_sys::ScanDirection::ForwardScanDirection,
+                ),
+                Direction::BackwardFrom(seq) => (
+                    pg_sys::BTGreaterEqualStrategyNumber,
+                    pg_sys::F_INT8GE,
+                    seq,
+                    pg_sys::ScanDirection::BackwardScanDirection,
+                ),
             };
+            pg_sys::ScanKeyInit(
+                &mut keys[1],
+                2,
+                strategy as pg_sys::StrategyNumber,
+                pg_sys::Oid::from(procedure),
+                seq.into_datum().expect("int8 datum"),
+            );
+            let nkeys = 2;
             let scan = pg_sys::index_beginscan(rel, index, snapshot, nkeys, 0);
             pg_sys::index_rescan(scan, keys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
             ChainScan {
