@@ -4,6 +4,7 @@
 #
 #   bash tests/bench/chain.sh [seconds per pgbench run, default 10] [rows, default 1000000] \
 #     [sections, default "inserts bulk verify"]
+#   BENCH_ROUNDS=N: interleaved rounds per insert configuration (default 3)
 #
 # Baselines: a plain table with the same columns and indexes and no trigger (the floor); the
 # PL/pgSQL + pgcrypto chain of ../shared/bench/plpgsql_chain.sql (what a user writes without us);
@@ -14,6 +15,7 @@ set -euo pipefail
 secs=${1:-10}
 rows=${2:-1000000}
 sections=${3:-inserts bulk verify}
+rounds=${BENCH_ROUNDS:-3}
 port=5496
 db=agentidp_bench
 ref_sql=${AGENTIDP_REF_SQL:-$REPO/../shared/bench/plpgsql_chain.sql}
@@ -69,20 +71,30 @@ tps() {
     -f "$scripts/$1.sql" "$db" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+  END { printf "%.0f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "met" : "MISSED" }'; }
 row() { printf '| %-44s | %12s | %7s | %-8s |\n' "$@"; }
 
 if [[ " $sections " == *" inserts "* ]]; then
 echo
-echo "## Inserts: transactions per second, one event each (${secs}s per run)"
+echo "## Inserts: transactions per second, one event each (median of $rounds rounds of ${secs}s)"
 row "run" "tps" "ratio" "target"
 row "---" "---" "---" "---"
 for c in 1 8; do
-  floor=$(tps floor $c)
-  chain=$(tps chain $c)
-  perorg=$(tps chain $c "-c agentidp.chain_scope=org")
-  plpgsql=$(tps plpgsql $c)
-  bound=$(tps lock_bound $c)
+  # Commits wait on fsync, whose latency drifts by 10% and more on a shared disk: each figure is
+  # the median of interleaved rounds, so drift hits every configuration alike.
+  declare -A runs=()
+  for _ in $(seq "$rounds"); do
+    runs[floor]+="$(tps floor $c) "
+    runs[chain]+="$(tps chain $c) "
+    runs[perorg]+="$(tps chain $c "-c agentidp.chain_scope=org") "
+    runs[plpgsql]+="$(tps plpgsql $c) "
+    runs[bound]+="$(tps lock_bound $c) "
+  done
+  floor=$(median ${runs[floor]}) chain=$(median ${runs[chain]}) perorg=$(median ${runs[perorg]})
+  plpgsql=$(median ${runs[plpgsql]}) bound=$(median ${runs[bound]})
+  unset runs
   row "$c client(s): plain table (floor)" "$floor" "1.00" ""
   row "$c client(s): lock-through-commit bound" "$bound" "$(ratio "$bound" "$floor")" ""
   row "$c client(s): PL/pgSQL + pgcrypto chain" "$plpgsql" "$(ratio "$plpgsql" "$floor")" ""
