@@ -1,8 +1,8 @@
-//! The performance baseline for `GET /api/v1/compliance/controls`: a bare hyper server that
-//! answers every request with the same bytes and headers, and nothing else. `bench/controls.sh`
-//! runs it beside the sidecar; the target is at least half its requests per second, p99 < 5 ms.
+//! The performance baseline for the sidecar's hot endpoints: a bare hyper server that answers
+//! every request with the same bytes, and nothing else. `bench/http.sh` runs one beside the
+//! sidecar per endpoint; the target is at least half its requests per second, p99 < 5 ms.
 //!
-//! Usage: `bare_hyper PORT BODY_FILE`
+//! Usage: `bare_hyper PORT BODY_FILE CONTENT_TYPE`
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,14 +16,11 @@ use hyper_util::rt::TokioIo;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    const USAGE: &str = "usage: bare_hyper PORT BODY_FILE CONTENT_TYPE";
     let mut args = std::env::args().skip(1);
-    let port: u16 = args
-        .next()
-        .ok_or("usage: bare_hyper PORT BODY_FILE")?
-        .parse()?;
-    let body = Bytes::from(std::fs::read(
-        args.next().ok_or("usage: bare_hyper PORT BODY_FILE")?,
-    )?);
+    let port: u16 = args.next().ok_or(USAGE)?.parse()?;
+    let body = Bytes::from(std::fs::read(args.next().ok_or(USAGE)?)?);
+    let content_type: &'static str = args.next().ok_or(USAGE)?.leak();
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -34,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 async move {
                     Ok::<_, Infallible>(
                         Response::builder()
-                            .header("content-type", "application/json")
+                            .header("content-type", content_type)
                             .header("cache-control", "public, max-age=60")
                             .body(Full::new(body))
                             .unwrap_or_default(),
