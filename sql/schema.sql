@@ -120,4 +120,6 @@ SELECT pg_catalog.pg_extension_config_dump('credentials', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('agent_did_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_dead_letters', '');
-SELECT pg_catalog.pg_extension_config_dump('control_status', '');
+-- Control status is recomputed by the sidecar's first job run; CREATE EXTENSION seeds its rows,
+-- so dumping them would collide on restore.
+SELECT pg_catalog.pg_extension_config_dump('control_status', 'WHERE false');

@@ -43,6 +43,7 @@ log "installing the extension and starting a test cluster on $TEST_PORT"
 if install_extension && start_cluster test "$TEST_PORT"; then
   suite regress bash tests/regress.sh "$TEST_PORT"
   suite concurrency bash tests/concurrency.sh "$TEST_PORT"
+  suite restore bash tests/restore.sh "$TEST_PORT"
   suite standby bash tests/standby.sh "$TEST_PORT" "$STANDBY_PORT"
   suite sidecar_db bash tests/sidecar_db.sh "$TEST_PORT"
   suite encryption_openssl bash tests/encryption_openssl.sh "$TEST_PORT"

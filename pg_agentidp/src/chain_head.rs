@@ -99,6 +99,11 @@ pub fn append<R>(
     result
 }
 
+/// Drops every head this transaction has cached: events were added without them (a restore).
+pub fn forget_heads() {
+    HEADS.with_borrow_mut(|heads| heads.clear());
+}
+
 /// Takes the chain's transaction-scoped advisory lock, then reads its head as committed now.
 ///
 /// The statement's snapshot predates the wait for the lock: a head read on it would miss the
@@ -126,7 +131,9 @@ fn lock_and_read(table: EventsTable, chain_id: &[u8]) -> ChainHead {
         hint.and_then(|seq| last_event(table, chain_id, seq))
             .or_else(|| last_event(table, chain_id, i64::MIN))
     };
-    let head = last.unwrap_or_else(|| anchor_or_genesis(chain_id));
+    // SAFETY: the trigger's relation is open; rd_rel is its pg_class row.
+    let owner = unsafe { (*(*table.rel).rd_rel).relowner };
+    let head = last.unwrap_or_else(|| anchor_or_genesis(chain_id, owner));
     remember_hint(chain_id, head.seq);
     head
 }
@@ -184,7 +191,11 @@ static ANCHOR: KeptPlan = KeptPlan::new(
 
 /// Where a chain with no events continues: after its retention anchor, or from the genesis.
 /// Rare (a chain's first event, or the first after everything was archived), so SPI is fine.
-fn anchor_or_genesis(chain_id: &[u8]) -> ChainHead {
+///
+/// Read as `owner` (the audit log's owner), as PostgreSQL's foreign-key triggers read the
+/// referenced table: an application allowed to insert events needs no rights on the anchors.
+fn anchor_or_genesis(chain_id: &[u8], owner: pg_sys::Oid) -> ChainHead {
+    let _as_owner = AsUser::switch_to(owner);
     Spi::connect(|_| {
         // SAFETY: chain ids are built from text columns and are valid UTF-8.
         let id = unsafe { std::str::from_utf8_unchecked(chain_id) };
@@ -199,6 +210,38 @@ fn anchor_or_genesis(chain_id: &[u8]) -> ChainHead {
             .expect("chain_anchors.hash is CHECKed to be 32 bytes");
         ChainHead { seq, hash }
     })
+}
+
+/// The current user switched for the life of the value, for an internal query. An error inside
+/// restores the user as the transaction or subtransaction aborts; on the way out, `drop` does.
+struct AsUser {
+    user: pg_sys::Oid,
+    security_context: i32,
+}
+
+impl AsUser {
+    fn switch_to(user: pg_sys::Oid) -> AsUser {
+        let mut saved = AsUser {
+            user: pg_sys::InvalidOid,
+            security_context: 0,
+        };
+        // SAFETY: plain reads and writes of the backend's current user, as ri_triggers.c does.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.security_context);
+            pg_sys::SetUserIdAndSecContext(
+                user,
+                saved.security_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            );
+        }
+        saved
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        // SAFETY: restores what `switch_to` read.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.security_context) }
+    }
 }
 
 #[pg_guard]

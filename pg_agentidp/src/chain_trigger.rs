@@ -2,7 +2,8 @@
 //!
 //! Whatever chain columns the client sent are overwritten: the chain id comes from
 //! `agentidp.chain_scope`, the sequence number and previous hash from the chain head
-//! (`chain_head`), and the hash from `agentidp-core`.
+//! (`chain_head`), and the hash from `agentidp-core`. The one exception is a restore
+//! (`agentidp.restoring`, superusers only): a dump's events keep the chain they were written in.
 
 use agentidp_core::chain::{self, ChainHead};
 use pgrx::pg_sys;
@@ -79,6 +80,13 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
                 "agentidp_chain_trigger must be a BEFORE INSERT FOR EACH ROW trigger",
                 None,
             );
+        }
+        if gucs::restoring() {
+            // Re-chaining a dump would renumber and rehash it whenever the restoring session's
+            // scope differs, or events arrive before their chain's retention anchor: the exported
+            // digests would no longer match. Appends later in this transaction re-read heads.
+            chain_head::forget_heads();
+            return pg_sys::Datum::from((*td).tg_trigtuple);
         }
         let rel = (*td).tg_relation;
         let flinfo = (*fcinfo).flinfo;

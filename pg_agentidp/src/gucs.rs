@@ -19,6 +19,7 @@ pub enum ChainScope {
 }
 
 static CHAIN_SCOPE: GucSetting<ChainScope> = GucSetting::<ChainScope>::new(ChainScope::Global);
+static RESTORING: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Which format the column triggers and `agentidp_encrypt` write; both are always readable.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -56,6 +57,16 @@ pub fn init() {
         c"Which audit chain an event joins: global or org.",
         c"global: one chain for all events. org: one chain per org_id, so orgs do not serialize on one lock.",
         &CHAIN_SCOPE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // SUSET: it lets the rows inserted carry their own chain columns, which only a superuser (who
+    // could disable the trigger anyway) may allow. pg_restore runs with it on.
+    GucRegistry::define_bool_guc(
+        c"agentidp.restoring",
+        c"Keeps the chain columns audit events carry: on while pg_restore loads a dump.",
+        c"Off: every inserted event is chained anew. On: events keep chain_id, seq, prev_hash and hash as the dump has them; verify against the exported digests afterwards. See docs/audit-log-runbook.md.",
+        &RESTORING,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -107,6 +118,10 @@ pub fn init() {
 
 pub fn chain_scope() -> ChainScope {
     CHAIN_SCOPE.get()
+}
+
+pub fn restoring() -> bool {
+    RESTORING.get()
 }
 
 pub fn encryption_format() -> EncryptionFormat {
