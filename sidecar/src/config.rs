@@ -18,6 +18,8 @@ use cron::Schedule;
 pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_VAULT_PATH: &str = "secret/data/agentidp/encryption-key";
 pub const DEFAULT_VAULT_FIELD: &str = "encryptionKey";
+/// Where `docs/encryption-runbook.md` ("Rotating the key", step 1) puts the key being replaced.
+pub const DEFAULT_OLD_KEYS_VAULT_FIELD: &str = "previousEncryptionKey";
 /// Top of every hour; the cron crate's expressions start with a seconds field.
 pub const HOURLY: &str = "0 0 * * * *";
 pub const DAILY_FULL_WALK: &str = "0 30 3 * * *";
@@ -99,6 +101,8 @@ pub struct VaultConfig {
     /// Path of the secret inside the mount, e.g. `agentidp/encryption-key`.
     pub path: String,
     pub field: String,
+    /// Optional field of the same secret: the keys of a rotation in progress, comma-separated.
+    pub old_keys_field: String,
 }
 
 impl VaultConfig {
@@ -366,15 +370,26 @@ fn parse_key_source(env: &Env<'_>, production: bool) -> Result<KeySourceConfig, 
                 env.get("ENCRYPTION_KEY_VAULT_PATH")
                     .unwrap_or(DEFAULT_VAULT_PATH),
             )?;
+            let field = env
+                .get("ENCRYPTION_KEY_VAULT_FIELD")
+                .unwrap_or(DEFAULT_VAULT_FIELD);
+            let old_keys_field = env
+                .get("ENCRYPTION_OLD_KEYS_VAULT_FIELD")
+                .unwrap_or(DEFAULT_OLD_KEYS_VAULT_FIELD);
+            // One field for both would make the current key its own old key: never a rotation.
+            if old_keys_field == field {
+                return Err(invalid(
+                    "ENCRYPTION_OLD_KEYS_VAULT_FIELD",
+                    format!("must differ from ENCRYPTION_KEY_VAULT_FIELD ({field:?})"),
+                ));
+            }
             Ok(KeySourceConfig::Vault(VaultConfig {
                 addr: addr.to_owned(),
                 token: token.to_owned(),
                 mount,
                 path,
-                field: env
-                    .get("ENCRYPTION_KEY_VAULT_FIELD")
-                    .unwrap_or(DEFAULT_VAULT_FIELD)
-                    .to_owned(),
+                field: field.to_owned(),
+                old_keys_field: old_keys_field.to_owned(),
             }))
         }
         (Some(_), None) => Err(invalid("VAULT_TOKEN", "required when VAULT_ADDR is set")),
@@ -513,6 +528,7 @@ mod tests {
         assert_eq!(v.mount, "secret");
         assert_eq!(v.path, "agentidp/encryption-key");
         assert_eq!(v.field, "encryptionKey");
+        assert_eq!(v.old_keys_field, "previousEncryptionKey");
         assert_eq!(v.display_path(), DEFAULT_VAULT_PATH);
     }
 
@@ -560,6 +576,15 @@ mod tests {
                     ("ENCRYPTION_KEY_VAULT_PATH", "secret"),
                 ],
                 "ENCRYPTION_KEY_VAULT_PATH",
+            ),
+            (
+                vec![
+                    ("VAULT_ADDR", "http://v"),
+                    ("VAULT_TOKEN", "t"),
+                    ("ENCRYPTION_KEY_VAULT_FIELD", "key"),
+                    ("ENCRYPTION_OLD_KEYS_VAULT_FIELD", "key"),
+                ],
+                "ENCRYPTION_OLD_KEYS_VAULT_FIELD",
             ),
             (vec![("JWT_HS256_SECRET", "")], "JWT_HS256_SECRET"),
             (vec![("JWT_HS256_SECRET", "short")], "JWT_HS256_SECRET"),

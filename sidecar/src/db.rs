@@ -1,8 +1,9 @@
-//! Database sessions: a pool whose every connection carries the encryption key, and the dedicated
+//! Database sessions: a pool whose every connection carries the encryption keys, and the dedicated
 //! connection the leader election holds.
 //!
-//! The key goes into each connection's startup options (`-c agentidp.encryption_key=...`), never
-//! into a SQL statement, so `log_statement` cannot record it. The options live in a
+//! The keys go into each connection's startup options (`-c agentidp.encryption_key=...`, and
+//! during a rotation `-c agentidp.encryption_old_keys=...`), never into a SQL statement, so
+//! `log_statement` cannot record them. The options live in a
 //! `tokio_postgres::Config`, whose `Debug` prints them: nothing here derives or calls `Debug` on
 //! one.
 
@@ -21,9 +22,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::audit_chain::{self, ChainVerification};
-use crate::key::{redact_keys, EncryptionKey};
+use crate::key::{redact_keys, EncryptionKey, SessionKeys};
 
 const KEY_SETTING: &str = "agentidp.encryption_key";
+const OLD_KEYS_SETTING: &str = "agentidp.encryption_old_keys";
 const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -90,8 +92,14 @@ pub struct Db {
     base: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     pool_size: usize,
-    pool: RwLock<Pool>,
+    sessions: RwLock<Sessions>,
     generation: AtomicU64,
+}
+
+/// The pool and the keys its sessions carry, replaced together.
+struct Sessions {
+    pool: Pool,
+    keys: Option<SessionKeys>,
 }
 
 impl Db {
@@ -112,23 +120,46 @@ impl Db {
             base,
             tls,
             pool_size,
-            pool: RwLock::new(pool),
+            sessions: RwLock::new(Sessions { pool, keys: None }),
             generation: AtomicU64::new(0),
         })
     }
 
-    /// Replaces the pool with one whose connections carry `key`. Idle connections of the old pool
-    /// close now and busy ones when they are returned, so within one query's time every session
-    /// uses the new key.
-    pub fn use_key(&self, key: &EncryptionKey) -> Result<(), DbSetupError> {
-        let fresh = build_pool(&self.base, &self.tls, self.pool_size, Some(key))?;
+    /// Replaces the pool with one whose connections carry `keys`. Idle connections of the old
+    /// pool close now and busy ones when they are returned, so within one query's time every
+    /// session uses the new keys.
+    pub fn use_keys(&self, keys: &SessionKeys) -> Result<(), DbSetupError> {
+        let fresh = Sessions {
+            pool: build_pool(&self.base, &self.tls, self.pool_size, Some(keys))?,
+            keys: Some(keys.clone()),
+        };
         let old = std::mem::replace(
-            &mut *self.pool.write().unwrap_or_else(PoisonError::into_inner),
+            &mut *self
+                .sessions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
             fresh,
         );
-        old.close();
+        old.pool.close();
         self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// [`Db::use_keys`] with `key` alone, no rotation in progress.
+    pub fn use_key(&self, key: &EncryptionKey) -> Result<(), DbSetupError> {
+        self.use_keys(&SessionKeys {
+            key: key.clone(),
+            old_keys: Vec::new(),
+        })
+    }
+
+    /// The keys the pool's sessions carry.
+    pub fn session_keys(&self) -> Option<SessionKeys> {
+        self.sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys
+            .clone()
     }
 
     /// How many times the pool has been replaced; lets tests and logs see a key rotation land.
@@ -138,9 +169,10 @@ impl Db {
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
         let pool = self
-            .pool
+            .sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .pool
             .clone();
         Ok(pool.get().await?)
     }
@@ -164,15 +196,23 @@ fn build_pool(
     base: &tokio_postgres::Config,
     tls: &MakeRustlsConnect,
     size: usize,
-    key: Option<&EncryptionKey>,
+    keys: Option<&SessionKeys>,
 ) -> Result<Pool, DbSetupError> {
     let mut config = base.clone();
-    if let Some(key) = key {
+    if let Some(keys) = keys {
+        let mut settings = format!("-c {KEY_SETTING}={}", keys.key.expose_hex());
+        if !keys.old_keys.is_empty() {
+            let old: Vec<&str> = keys
+                .old_keys
+                .iter()
+                .map(EncryptionKey::expose_hex)
+                .collect();
+            settings = format!("{settings} -c {OLD_KEYS_SETTING}={}", old.join(","));
+        }
         // Appended, so options already in DATABASE_URL (search_path, ...) still apply.
-        let setting = format!("-c {KEY_SETTING}={}", key.expose_hex());
         let options = match base.get_options() {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
-            _ => setting,
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {settings}"),
+            _ => settings,
         };
         config.options(options);
     }

@@ -1,7 +1,7 @@
 //! The column-encryption key: its format, where it comes from, and what the process knows about it.
 //!
-//! The key's value leaves this module only through [`EncryptionKey::expose_hex`], whose one caller
-//! puts it into the database sessions' startup options. Nothing here formats it: `Debug` is
+//! The key's value leaves this module only through [`EncryptionKey::expose_hex`], whose callers
+//! put it into the database sessions' startup options. Nothing here formats it: `Debug` is
 //! redacted and no error carries it.
 
 use std::fmt;
@@ -41,6 +41,18 @@ impl EncryptionKey {
         }
     }
 
+    /// A comma-separated list, the form of the extension's `agentidp.encryption_old_keys`.
+    /// Blanks around entries and empty entries are ignored, as the extension ignores them; `origin`
+    /// and the entry's 1-based position name a bad entry.
+    pub fn list_from_hex(text: &str, origin: &str) -> Result<Vec<EncryptionKey>, KeyLoadError> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .enumerate()
+            .map(|(i, entry)| EncryptionKey::from_hex(entry, &format!("{origin} entry {}", i + 1)))
+            .collect()
+    }
+
     pub fn expose_hex(&self) -> &str {
         &self.hex
     }
@@ -59,6 +71,23 @@ impl PartialEq for EncryptionKey {
 }
 
 impl Eq for EncryptionKey {}
+
+/// What every database session is given: the key that encrypts and decrypts
+/// (`agentidp.encryption_key`), and, during a rotation, the keys that only decrypt values not yet
+/// rewritten (`agentidp.encryption_old_keys`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionKeys {
+    pub key: EncryptionKey,
+    pub old_keys: Vec<EncryptionKey>,
+}
+
+impl SessionKeys {
+    /// The old keys' public ids, comma-separated, for logs.
+    pub fn old_key_ids(&self) -> String {
+        let ids: Vec<String> = self.old_keys.iter().map(|k| k.id().to_string()).collect();
+        ids.join(",")
+    }
+}
 
 /// Replaces every run of 64 or more hex digits with `<redacted>`.
 ///
@@ -138,7 +167,7 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    pub async fn fetch(&self) -> Result<EncryptionKey, KeyLoadError> {
+    pub async fn fetch(&self) -> Result<SessionKeys, KeyLoadError> {
         match self {
             KeySource::Vault(vault) => vault.fetch().await,
             KeySource::File(path) => {
@@ -149,7 +178,11 @@ impl KeySource {
                         reason: e.to_string(),
                     }
                 })?;
-                EncryptionKey::from_hex(&text, &origin)
+                // A development key file holds one key: rotations go through Vault.
+                Ok(SessionKeys {
+                    key: EncryptionKey::from_hex(&text, &origin)?,
+                    old_keys: Vec::new(),
+                })
             }
         }
     }
@@ -223,12 +256,41 @@ mod tests {
     }
 
     #[test]
+    fn a_key_list_names_a_bad_entry_by_position_only() {
+        let other = "ab".repeat(32);
+        let keys = EncryptionKey::list_from_hex(&format!(" {KEY} ,,{other},"), "field f").unwrap();
+        let hex: Vec<&str> = keys.iter().map(EncryptionKey::expose_hex).collect();
+        assert_eq!(hex, [KEY.to_ascii_lowercase().as_str(), other.as_str()]);
+        assert!(EncryptionKey::list_from_hex(" , ", "field f")
+            .unwrap()
+            .is_empty());
+
+        let e = EncryptionKey::list_from_hex(&format!("{KEY},,{}", &other[..60]), "field f")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Invalid encryption key in field f entry 2 (got 60 characters): expected a 64-character hex string"
+        );
+        assert!(!e.to_string().contains(&other[..60]));
+        assert!(!e
+            .to_string()
+            .to_ascii_lowercase()
+            .contains(&KEY.to_ascii_lowercase()));
+    }
+
+    #[test]
     fn debug_is_redacted() {
         let k = EncryptionKey::from_hex(KEY, "test").unwrap();
         assert_eq!(
             format!("{k:?}"),
             format!("EncryptionKey(id {}, <redacted>)", k.id())
         );
+        let keys = SessionKeys {
+            key: k.clone(),
+            old_keys: vec![k.clone()],
+        };
+        assert!(!format!("{keys:?}").to_ascii_lowercase().contains("aabbcc"));
+        assert_eq!(keys.old_key_ids(), k.id().to_string());
         let state = KeyState {
             key: Some(k),
             ..KeyState::default()
@@ -257,7 +319,8 @@ mod tests {
         std::fs::write(&bad, "not a key").unwrap();
 
         let k = KeySource::File(good).fetch().await.unwrap();
-        assert_eq!(k.expose_hex().len(), 64);
+        assert_eq!(k.key.expose_hex(), KEY.to_ascii_lowercase());
+        assert!(k.old_keys.is_empty());
         let e = KeySource::File(bad.clone()).fetch().await.unwrap_err();
         assert!(matches!(e, KeyLoadError::InvalidKey { .. }));
         assert!(e.to_string().contains(&bad.display().to_string()));

@@ -42,7 +42,7 @@ pub enum StartupError {
 fn key_source(config: &Config) -> Result<Option<KeySource>, StartupError> {
     Ok(match &config.key_source {
         KeySourceConfig::Vault(vault) => {
-            tracing::info!(addr = %vault.addr, path = %vault.display_path(), field = %vault.field, "encryption key source: Vault KV v2");
+            tracing::info!(addr = %vault.addr, path = %vault.display_path(), field = %vault.field, old_keys_field = %vault.old_keys_field, "encryption key source: Vault KV v2");
             Some(KeySource::Vault(Box::new(VaultKeySource::new(
                 vault.clone(),
             )?)))

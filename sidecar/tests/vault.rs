@@ -1,4 +1,4 @@
-//! The key's way from Vault into the database sessions, through the real vaultrs client against a
+//! The keys' way from Vault into the database sessions, through the real vaultrs client against a
 //! `wiremock` double that speaks Vault's KV v2 HTTP API.
 
 #![allow(clippy::unwrap_used)]
@@ -12,7 +12,7 @@ use agentidp_sidecar::controls::ControlStatus;
 use agentidp_sidecar::db::{self, Db};
 use agentidp_sidecar::jobs::encryption_at_rest;
 use agentidp_sidecar::jobs::key_refresh::KeyRefresher;
-use agentidp_sidecar::key::{KeyLoadError, KeySource, KeyState};
+use agentidp_sidecar::key::{EncryptionKey, KeyLoadError, KeySource, KeyState, SessionKeys};
 use agentidp_sidecar::metrics::Metrics;
 use agentidp_sidecar::vault::VaultKeySource;
 use serde_json::{json, Value};
@@ -25,6 +25,7 @@ const TOKEN: &str = "hvs.test-token";
 const SECRET_PATH: &str = "/v1/secret/data/agentidp/encryption-key";
 const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const KEY_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+const KEY_C: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 fn vault_config(addr: &str) -> VaultConfig {
     VaultConfig {
@@ -33,6 +34,7 @@ fn vault_config(addr: &str) -> VaultConfig {
         mount: "secret".to_owned(),
         path: "agentidp/encryption-key".to_owned(),
         field: "encryptionKey".to_owned(),
+        old_keys_field: "previousEncryptionKey".to_owned(),
     }
 }
 
@@ -74,9 +76,19 @@ fn read_secret() -> wiremock::MockBuilder {
         .and(header("X-Vault-Token", TOKEN))
 }
 
-async fn fetch(server: &MockServer) -> Result<String, KeyLoadError> {
+async fn fetch_keys(server: &MockServer) -> Result<SessionKeys, KeyLoadError> {
     let source = VaultKeySource::new(vault_config(&server.uri())).unwrap();
-    source.fetch().await.map(|k| k.expose_hex().to_owned())
+    source.fetch().await
+}
+
+async fn fetch(server: &MockServer) -> Result<String, KeyLoadError> {
+    fetch_keys(server)
+        .await
+        .map(|k| k.key.expose_hex().to_owned())
+}
+
+fn hex(keys: &[EncryptionKey]) -> Vec<&str> {
+    keys.iter().map(EncryptionKey::expose_hex).collect()
 }
 
 #[tokio::test]
@@ -87,7 +99,52 @@ async fn reads_the_key_from_the_kv2_envelope_with_the_token() {
         .expect(1)
         .mount(&server)
         .await;
-    assert_eq!(fetch(&server).await.unwrap(), KEY_A);
+    let keys = fetch_keys(&server).await.unwrap();
+    assert_eq!(keys.key.expose_hex(), KEY_A);
+    assert!(keys.old_keys.is_empty(), "no rotation in progress");
+}
+
+#[tokio::test]
+async fn a_rotation_in_progress_brings_its_old_keys() {
+    let server = MockServer::start().await;
+    read_secret()
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!({
+            "encryptionKey": KEY_B,
+            "previousEncryptionKey": format!("{KEY_A}, {}", KEY_C.to_ascii_uppercase()),
+        }))))
+        .mount(&server)
+        .await;
+    let keys = fetch_keys(&server).await.unwrap();
+    assert_eq!(keys.key.expose_hex(), KEY_B);
+    assert_eq!(hex(&keys.old_keys), [KEY_A, KEY_C]);
+}
+
+#[tokio::test]
+async fn a_bad_old_key_is_refused_by_field_and_entry_without_echoing_it() {
+    let bad = &KEY_C[..60];
+    for (old, message) in [
+        (
+            json!(format!("{KEY_A},{bad}")),
+            "Invalid encryption key in Vault secret secret/data/agentidp/encryption-key field previousEncryptionKey entry 2 (got 60 characters): expected a 64-character hex string",
+        ),
+        (
+            json!([KEY_A]),
+            "Invalid encryption key in Vault secret secret/data/agentidp/encryption-key field previousEncryptionKey (not a string): expected a 64-character hex string",
+        ),
+    ] {
+        let server = MockServer::start().await;
+        read_secret()
+            .respond_with(ResponseTemplate::new(200).set_body_json(envelope(
+                json!({ "encryptionKey": KEY_B, "previousEncryptionKey": old }),
+            )))
+            .mount(&server)
+            .await;
+        let e = fetch_keys(&server).await.unwrap_err();
+        assert_eq!(e.to_string(), message);
+        assert!(!e.is_transient());
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(bad) && !text.contains(KEY_A) && !text.contains(KEY_B));
+    }
 }
 
 #[tokio::test]
@@ -344,6 +401,13 @@ async fn a_failed_refresh_keeps_the_key_in_use() {
     let s = r.state.borrow();
     assert_eq!(loaded_hex(&s).as_deref(), Some(KEY_A));
     assert_eq!(r.db.generation(), 1);
+    assert_eq!(
+        r.db.session_keys()
+            .map(|k| k.key.expose_hex().to_owned())
+            .as_deref(),
+        Some(KEY_A),
+        "the sessions keep the key"
+    );
     assert_eq!(
         encryption_at_rest::evaluate(&s).status,
         ControlStatus::Failing

@@ -1,5 +1,6 @@
 //! CC6.1 Encryption at Rest: a valid key is loaded into the database sessions, and the extension's
-//! census of the four sensitive columns finds no plaintext and nothing the key cannot decrypt.
+//! census of the four sensitive columns finds no plaintext and nothing the sessions' keys (the
+//! current one and, during a rotation, the old ones) cannot decrypt.
 
 use std::sync::Arc;
 

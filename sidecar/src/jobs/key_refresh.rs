@@ -1,6 +1,7 @@
-//! Loads the encryption key at start-up and re-reads it on a schedule, on every replica, so a key
-//! rotated in Vault reaches every database session without a restart. Failures are retried with
-//! exponential backoff; the key already in use stays in use meanwhile.
+//! Loads the encryption keys at start-up and re-reads them on a schedule, on every replica, so a
+//! key rotated in Vault (and the old keys of the rotation) reaches every database session without
+//! a restart. Failures are retried with exponential backoff; the keys already in use stay in use
+//! meanwhile.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RetryPolicy;
 use crate::db::Db;
 use crate::jobs::{instrumented, next_firing, JobError};
-use crate::key::{KeySource, KeyState};
+use crate::key::{KeySource, KeyState, SessionKeys};
 use crate::metrics::{Job, Metrics};
 
 pub const ENABLED_MESSAGE: &str =
@@ -45,33 +46,24 @@ impl KeyRefresher {
         }
     }
 
-    /// One attempt: on success the database sessions get the key if it is new; on failure the
-    /// error is published and the previous key kept. Returns whether it succeeded.
+    /// One attempt: on success the database sessions get the keys if they changed; on failure the
+    /// error is published and the keys in use are kept. Returns whether it succeeded.
     pub async fn refresh_once(&self) -> bool {
         instrumented(&self.metrics, Job::KeyRefresh, async {
             match self.source.fetch().await {
-                Ok(key) => {
-                    let previous = self.state.borrow().key.clone();
-                    if previous.as_ref() != Some(&key) {
-                        self.db.use_key(&key)?;
-                        let source = self.source.kind().as_str();
-                        match &previous {
-                            None => {
-                                tracing::info!(source, key_id = %key.id(), "{ENABLED_MESSAGE}")
-                            }
-                            Some(old) => tracing::info!(
-                                source,
-                                old_key_id = %old.id(),
-                                key_id = %key.id(),
-                                "encryption key rotated; database sessions recycled with the new key"
-                            ),
-                        }
+                Ok(keys) => {
+                    let previous = self.db.session_keys();
+                    if previous.as_ref() != Some(&keys) {
+                        self.db.use_keys(&keys)?;
+                        self.log_change(previous.as_ref(), &keys);
                     }
                     self.metrics.encryption_key_loaded.set(1);
-                    // Only a change wakes the CC6.1 job; a routine re-read of the same key is
-                    // not news.
+                    let key = keys.key;
+                    // Only a change of the current key wakes the CC6.1 job; a routine re-read of
+                    // the same key is not news, and old keys do not change its verdict.
                     self.state.send_if_modified(|s| {
-                        let changed = s.key.as_ref() != Some(&key) || s.last_error.is_some() || !s.attempted;
+                        let changed =
+                            s.key.as_ref() != Some(&key) || s.last_error.is_some() || !s.attempted;
                         s.key = Some(key);
                         s.origin = Some(self.source.kind());
                         s.last_error = None;
@@ -88,8 +80,8 @@ impl KeyRefresher {
                         "cannot load the encryption key"
                     );
                     self.state.send_if_modified(|s| {
-                        let changed = s.last_error.as_ref().map(|old| old.to_string())
-                            != Some(e.to_string());
+                        let changed =
+                            s.last_error.as_ref().map(|old| old.to_string()) != Some(e.to_string());
                         s.last_error = Some(e.clone());
                         s.attempted = true;
                         changed
@@ -99,6 +91,28 @@ impl KeyRefresher {
             }
         })
         .await
+    }
+
+    fn log_change(&self, previous: Option<&SessionKeys>, keys: &SessionKeys) {
+        let source = self.source.kind().as_str();
+        let key_id = keys.key.id();
+        let old_key_ids = keys.old_key_ids();
+        match previous {
+            None => tracing::info!(source, %key_id, old_key_ids, "{ENABLED_MESSAGE}"),
+            Some(previous) if previous.key != keys.key => tracing::info!(
+                source,
+                old_key_id = %previous.key.id(),
+                %key_id,
+                old_key_ids,
+                "encryption key rotated; database sessions recycled with the new key"
+            ),
+            Some(_) => tracing::info!(
+                source,
+                %key_id,
+                old_key_ids,
+                "encryption old keys changed; database sessions recycled with them"
+            ),
+        }
     }
 
     /// Runs until cancelled. `last_ok` is the outcome of the start-up attempt, which decides
