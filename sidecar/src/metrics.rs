@@ -98,7 +98,7 @@ impl Metrics {
             )?,
             encryption_key_loaded: IntGauge::new(
                 "agentidp_encryption_key_loaded",
-                "1 when a valid encryption key is loaded into the database sessions",
+                "1 when the database sessions carry a key the key source still vouches for; 0 before the first load and once the source refuses the key (deleted, forbidden, invalid). An unreachable or sealed Vault leaves it as it was",
             )?,
             http_requests: IntCounterVec::new(
                 Opts::new("agentidp_http_requests_total", "HTTP requests served"),

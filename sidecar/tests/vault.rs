@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const TOKEN: &str = "hvs.test-token";
 const SECRET_PATH: &str = "/v1/secret/data/agentidp/encryption-key";
@@ -412,8 +413,89 @@ async fn a_failed_refresh_keeps_the_key_in_use() {
         encryption_at_rest::evaluate(&s).status,
         ControlStatus::Failing
     );
+    assert_eq!(
+        r.metrics.encryption_key_loaded.get(),
+        0,
+        "Vault no longer vouches for the key in use"
+    );
     let text = r.metrics.render().unwrap();
     assert!(text.contains("agentidp_job_runs_total{job=\"key_refresh\",result=\"error\"} 1"));
     assert!(text.contains("agentidp_job_runs_total{job=\"key_refresh\",result=\"success\"} 1"));
     assert!(!text.contains(KEY_A));
+}
+
+/// Answers each request with the next template, repeating the last one.
+struct Sequence {
+    answers: Vec<ResponseTemplate>,
+    next: AtomicUsize,
+}
+
+impl Sequence {
+    fn new(answers: Vec<ResponseTemplate>) -> Sequence {
+        Sequence {
+            answers,
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Respond for Sequence {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let i = self.next.fetch_add(1, Ordering::SeqCst);
+        self.answers[i.min(self.answers.len() - 1)].clone()
+    }
+}
+
+#[tokio::test]
+async fn the_loaded_gauge_follows_the_latest_answer_about_the_key() {
+    let server = MockServer::start().await;
+    let rotating = ResponseTemplate::new(200).set_body_json(envelope(json!({
+        "encryptionKey": KEY_A,
+        "previousEncryptionKey": KEY_C,
+    })));
+    read_secret()
+        .respond_with(Sequence::new(vec![
+            secret(KEY_A),
+            vault_error(503, &["Vault is sealed"]),
+            vault_error(404, &[]),
+            vault_error(503, &["Vault is sealed"]),
+            rotating,
+        ]))
+        .mount(&server)
+        .await;
+    let r = rig(&server.uri(), "0 0 0 1 1 *");
+    let gauge = || r.metrics.encryption_key_loaded.get();
+    let status = || encryption_at_rest::evaluate(&r.state.borrow()).status;
+
+    assert!(r.refresher.refresh_once().await);
+    assert_eq!((gauge(), status()), (1, ControlStatus::Passing));
+
+    // Sealed: nothing is known about the key, which stays in use and loaded.
+    assert!(!r.refresher.refresh_once().await);
+    assert_eq!((gauge(), status()), (1, ControlStatus::Unknown));
+
+    // The secret is gone: the sessions keep the key, but nothing vouches for it any more.
+    assert!(!r.refresher.refresh_once().await);
+    assert_eq!((gauge(), status()), (0, ControlStatus::Failing));
+    assert!(r.db.session_keys().is_some());
+
+    // Sealed again: still nothing new about the key, so still 0.
+    assert!(!r.refresher.refresh_once().await);
+    assert_eq!((gauge(), status()), (0, ControlStatus::Unknown));
+
+    // Restored, with a rotation's old key: a change of the old keys alone recycles the sessions.
+    assert!(r.refresher.refresh_once().await);
+    assert_eq!((gauge(), status()), (1, ControlStatus::Passing));
+    assert_eq!(r.db.generation(), 2);
+    let keys = r.db.session_keys().unwrap();
+    assert_eq!(keys.key.expose_hex(), KEY_A);
+    assert_eq!(hex(&keys.old_keys), [KEY_C]);
+    assert_eq!(loaded_hex(&r.state.borrow()).as_deref(), Some(KEY_A));
+
+    assert!(r.refresher.refresh_once().await);
+    assert_eq!(
+        r.db.generation(),
+        2,
+        "the same keys leave the sessions alone"
+    );
 }

@@ -73,6 +73,13 @@ impl KeyRefresher {
                     Ok(())
                 }
                 Err(e) => {
+                    // A Vault that cannot be reached, or is sealed, says nothing about the key:
+                    // the gauge keeps the last answer that did. Any other failure is Vault (or
+                    // the key file) refusing the key, so the key in use is no longer vouched for,
+                    // even though the sessions keep it so that encryption goes on.
+                    if !e.is_transient() {
+                        self.metrics.encryption_key_loaded.set(0);
+                    }
                     let e = Arc::new(e);
                     tracing::warn!(
                         error = %e,
