@@ -18,7 +18,7 @@ use crate::key::{KeyLoadError, KeySource, KeyState};
 use crate::leader;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, SnapshotCell};
-use crate::vault::VaultKeySource;
+use crate::vault::{TokenRenewer, VaultKeySource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -90,6 +90,9 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         // API serves meanwhile.
         let loaded = refresher.refresh_once().await;
         tasks.spawn(refresher.run(loaded, cancel.clone()));
+    }
+    if let KeySourceConfig::Vault(vault) = &config.key_source {
+        tasks.spawn(TokenRenewer::new(vault, config.vault_retry)?.run(cancel.clone()));
     }
 
     let snapshot = Arc::new(SnapshotCell::new(Snapshot::unknown(Utc::now())));

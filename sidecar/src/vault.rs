@@ -1,18 +1,21 @@
-//! Reads the encryption keys from a Vault KV v2 secret.
+//! Reads the encryption keys from a Vault KV v2 secret, and keeps the sidecar's Vault token alive.
 //!
-//! vaultrs' own errors can carry the response body (and so a key) in their source chain, so they
-//! are classified here and never formatted.
+//! vaultrs' own errors can carry the response body (and so a key or the token) in their source
+//! chain, so they are classified here and never formatted.
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::config::VaultConfig;
+use crate::config::{RetryPolicy, VaultConfig};
 use crate::key::{EncryptionKey, KeyLoadError, SessionKeys};
 
 /// A slow Vault must not stall the refresh loop's backoff forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const LOOKUP_SELF: &str = "auth/token/lookup-self";
+const RENEW_SELF: &str = "auth/token/renew-self";
 
 fn client(config: &VaultConfig) -> Result<VaultClient, KeyLoadError> {
     // reqwest is built without a bundled TLS crypto provider (that would be aws-lc and its C
@@ -111,5 +114,131 @@ impl VaultKeySource {
             }
         };
         Ok(SessionKeys { key, old_keys })
+    }
+}
+
+/// What Vault says about the token's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// No TTL (a root token, or one created with `-ttl=0` under a policy allowing it).
+    Unlimited,
+    /// Expires after `ttl`, and cannot be renewed.
+    Fixed { ttl: Duration },
+    /// Expires after `ttl` unless renewed.
+    Renewable { ttl: Duration },
+}
+
+impl Lease {
+    fn new(ttl_seconds: u64, renewable: bool) -> Lease {
+        let ttl = Duration::from_secs(ttl_seconds);
+        match (ttl_seconds, renewable) {
+            (0, _) => Lease::Unlimited,
+            (_, false) => Lease::Fixed { ttl },
+            (_, true) => Lease::Renewable { ttl },
+        }
+    }
+}
+
+/// The shortest wait between renewals, so a token down to its last seconds is not renewed in a
+/// tight loop.
+const MIN_RENEW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Renews the sidecar's Vault token (`VAULT_TOKEN`) before its TTL runs out, so a renewable token
+/// keeps working for as long as the process runs (up to the token's maximum TTL). Renewal
+/// happens when half the TTL Vault last reported is left, which leaves the other half for
+/// retries when Vault is down. Failures are logged (never with the token) and retried with the
+/// key loads' backoff; the service goes on meanwhile.
+pub struct TokenRenewer {
+    client: VaultClient,
+    addr: String,
+    retry: RetryPolicy,
+}
+
+impl TokenRenewer {
+    pub fn new(config: &VaultConfig, retry: RetryPolicy) -> Result<TokenRenewer, KeyLoadError> {
+        Ok(TokenRenewer {
+            client: client(config)?,
+            addr: config.addr.clone(),
+            retry,
+        })
+    }
+
+    /// The typed answers hold the token (`id`, `client_token`), so only the lease is kept.
+    async fn lookup(&self) -> Result<Lease, KeyLoadError> {
+        let info = vaultrs::token::lookup_self(&self.client)
+            .await
+            .map_err(|e| classify(&self.addr, LOOKUP_SELF, e))?;
+        Ok(Lease::new(info.ttl, info.renewable.unwrap_or(false)))
+    }
+
+    async fn renew(&self) -> Result<Lease, KeyLoadError> {
+        let auth = vaultrs::token::renew_self(&self.client, None)
+            .await
+            .map_err(|e| classify(&self.addr, RENEW_SELF, e))?;
+        Ok(Lease::new(auth.lease_duration, auth.renewable))
+    }
+
+    /// Runs until cancelled, or until the token turns out not to need (or allow) renewal.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut renewing = false;
+        let mut failures: u32 = 0;
+        let mut last_ttl: Option<Duration> = None;
+        loop {
+            let (step, result) = if renewing {
+                ("renew", self.renew().await)
+            } else {
+                ("look up", self.lookup().await)
+            };
+            let wait = match result {
+                Ok(Lease::Unlimited) => {
+                    tracing::info!("the Vault token has no TTL: nothing to renew");
+                    return;
+                }
+                Ok(Lease::Fixed { ttl }) => {
+                    tracing::warn!(
+                        ttl_s = ttl.as_secs(),
+                        "the Vault token is not renewable: key loads will fail with HTTP 403 once its TTL ends; issue a new VAULT_TOKEN and restart before then"
+                    );
+                    return;
+                }
+                Ok(Lease::Renewable { ttl }) => {
+                    failures = 0;
+                    if renewing {
+                        // Vault caps a renewal at the token's maximum TTL, so a shrinking TTL
+                        // means renewal no longer helps.
+                        if last_ttl.is_some_and(|last| ttl < last) {
+                            tracing::warn!(
+                                ttl_s = ttl.as_secs(),
+                                "the Vault token is near its maximum TTL and renewal no longer extends it: issue a new VAULT_TOKEN and restart before it ends"
+                            );
+                        } else {
+                            tracing::info!(ttl_s = ttl.as_secs(), "Vault token renewed");
+                        }
+                    } else {
+                        tracing::info!(
+                            ttl_s = ttl.as_secs(),
+                            "the Vault token is renewable; renewing it when half its TTL is left"
+                        );
+                    }
+                    renewing = true;
+                    last_ttl = Some(ttl);
+                    (ttl / 2).max(MIN_RENEW_INTERVAL)
+                }
+                Err(e) => {
+                    let delay = self.retry.delay(failures);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = delay.as_millis(),
+                        "cannot {step} the Vault token (an expired or revoked token is refused with HTTP 403: then issue a new VAULT_TOKEN and restart)"
+                    );
+                    delay
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
     }
 }

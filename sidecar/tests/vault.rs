@@ -1,11 +1,12 @@
-//! The keys' way from Vault into the database sessions, through the real vaultrs client against a
-//! `wiremock` double that speaks Vault's KV v2 HTTP API.
+//! The keys' way from Vault into the database sessions, and the renewal of the sidecar's token,
+//! through the real vaultrs client against a `wiremock` double that speaks Vault's KV v2 and token
+//! HTTP API.
 
 #![allow(clippy::unwrap_used)]
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentidp_sidecar::config::{RetryPolicy, VaultConfig};
@@ -15,7 +16,7 @@ use agentidp_sidecar::jobs::encryption_at_rest;
 use agentidp_sidecar::jobs::key_refresh::KeyRefresher;
 use agentidp_sidecar::key::{EncryptionKey, KeyLoadError, KeySource, KeyState, SessionKeys};
 use agentidp_sidecar::metrics::Metrics;
-use agentidp_sidecar::vault::VaultKeySource;
+use agentidp_sidecar::vault::{TokenRenewer, VaultKeySource};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -498,4 +499,243 @@ async fn the_loaded_gauge_follows_the_latest_answer_about_the_key() {
         2,
         "the same keys leave the sessions alone"
     );
+}
+
+// --- The token's renewal -------------------------------------------------------------------
+
+const LOOKUP_SELF: &str = "/v1/auth/token/lookup-self";
+const RENEW_SELF: &str = "/v1/auth/token/renew-self";
+
+/// `vault token lookup`'s answer. It holds the token itself, as Vault's does.
+fn lookup_answer(ttl: u64, renewable: bool) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "request_id": "0f6d2b8a-3c52-4a38-9c0e-5d8c1f6c2a11",
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": {
+            "accessor": "8609694a-cdbc-db9b-d345-e782dbb562ed",
+            "creation_time": 1_774_936_800,
+            "creation_ttl": ttl,
+            "display_name": "token-agentidp-sidecar",
+            "entity_id": "",
+            "expire_time": if ttl == 0 { Value::Null } else { json!("2026-03-31T07:00:00.000000Z") },
+            "explicit_max_ttl": 0,
+            "id": TOKEN,
+            "issue_time": "2026-03-31T06:00:00.000000Z",
+            "meta": null,
+            "num_uses": 0,
+            "orphan": false,
+            "path": "auth/token/create",
+            "policies": ["agentidp-sidecar", "default"],
+            "renewable": renewable,
+            "ttl": ttl,
+            "type": "service"
+        },
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null
+    }))
+}
+
+fn renew_answer(ttl: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "request_id": "7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": null,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": {
+            "client_token": TOKEN,
+            "accessor": "8609694a-cdbc-db9b-d345-e782dbb562ed",
+            "policies": ["agentidp-sidecar", "default"],
+            "token_policies": ["agentidp-sidecar", "default"],
+            "metadata": null,
+            "lease_duration": ttl,
+            "renewable": true,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": false,
+            "mfa_requirement": null,
+            "num_uses": 0
+        }
+    }))
+}
+
+/// The sidecar's own log lines (vaultrs echoes Vault's error texts itself; `main` silences it).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_env_filter("agentidp_sidecar=trace")
+                .with_ansi(false)
+                .with_writer(move || logs.clone())
+                .finish(),
+        )
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn renewer(server: &MockServer) -> TokenRenewer {
+    TokenRenewer::new(
+        &vault_config(&server.uri()),
+        RetryPolicy {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        },
+    )
+    .unwrap()
+}
+
+async fn requests_to(server: &MockServer, to: &str) -> usize {
+    let requests = server.received_requests().await.unwrap();
+    requests.iter().filter(|r| r.url.path() == to).count()
+}
+
+async fn wait_for_log(logs: &Logs, line: &str) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !logs.text().contains(line) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line {line:?} in:\n{}", logs.text()));
+}
+
+#[tokio::test]
+async fn a_renewable_token_is_renewed_when_half_its_ttl_is_left() {
+    let logs = Logs::default();
+    let _capture = logs.capture();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(LOOKUP_SELF))
+        .and(header("X-Vault-Token", TOKEN))
+        .respond_with(lookup_answer(2, true))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The second renewal is capped by the token's maximum TTL.
+    Mock::given(method("POST"))
+        .and(path(RENEW_SELF))
+        .and(header("X-Vault-Token", TOKEN))
+        .respond_with(Sequence::new(vec![renew_answer(2), renew_answer(1)]))
+        .mount(&server)
+        .await;
+
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(renewer(&server).run(cancel.clone()));
+    // Renewal waits for half the 2s TTL; a wait can only run late, never early.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        requests_to(&server, RENEW_SELF).await,
+        0,
+        "renewed too early"
+    );
+    wait_for_log(&logs, "near its maximum TTL").await;
+    cancel.cancel();
+    task.await.unwrap();
+
+    assert_eq!(requests_to(&server, RENEW_SELF).await, 2);
+    let text = logs.text();
+    assert!(text.contains("the Vault token is renewable"), "{text}");
+    assert!(text.contains("Vault token renewed ttl_s=2"), "{text}");
+    assert!(!text.contains(TOKEN), "{text}");
+}
+
+#[tokio::test]
+async fn renewal_failures_are_retried_and_logged_without_the_token() {
+    let logs = Logs::default();
+    let _capture = logs.capture();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(LOOKUP_SELF))
+        .respond_with(Sequence::new(vec![
+            vault_error(503, &["Vault is sealed"]),
+            lookup_answer(2, true),
+        ]))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(RENEW_SELF))
+        .respond_with(Sequence::new(vec![
+            vault_error(403, &["permission denied", TOKEN]),
+            vault_error(500, &[TOKEN]),
+            renew_answer(2),
+        ]))
+        .mount(&server)
+        .await;
+
+    let started = std::time::Instant::now();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(renewer(&server).run(cancel.clone()));
+    wait_for_log(&logs, "Vault token renewed").await;
+    // The first renewal waits for half the TTL (1s); the failed ones are retried with the backoff
+    // (20ms, then 40ms), not after another half TTL each, which would take 3s in all.
+    assert!(started.elapsed() < Duration::from_millis(2_500));
+    cancel.cancel();
+    task.await.unwrap();
+
+    assert_eq!(requests_to(&server, RENEW_SELF).await, 3);
+    let text = logs.text();
+    assert!(
+        text.contains("cannot look up the Vault token")
+            && text.contains("Vault answered HTTP 503 for auth/token/lookup-self"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cannot renew the Vault token")
+            && text.contains("Vault denied access to auth/token/renew-self (HTTP 403"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Vault answered HTTP 500 for auth/token/renew-self"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "{text}");
+}
+
+#[tokio::test]
+async fn a_token_without_ttl_or_not_renewable_is_left_alone() {
+    for (ttl, renewable, message) in [
+        (0, false, "the Vault token has no TTL: nothing to renew"),
+        (3600, false, "the Vault token is not renewable"),
+    ] {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(LOOKUP_SELF))
+            .respond_with(lookup_answer(ttl, renewable))
+            .mount(&server)
+            .await;
+        // The renewer stops by itself, without a renewal.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            renewer(&server).run(CancellationToken::new()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(requests_to(&server, RENEW_SELF).await, 0);
+        assert!(logs.text().contains(message), "{}", logs.text());
+    }
 }
