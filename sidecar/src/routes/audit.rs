@@ -2,7 +2,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, SubsecRound, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, SubsecRound, Timelike};
 use serde::Serialize;
 
 use crate::app::AppState;
@@ -28,26 +28,35 @@ pub struct VerifyResponse {
 
 /// An RFC 3339 date-time (the profile of ISO 8601 that OpenAPI's `date-time` means), with an
 /// explicit offset, truncated to the microseconds PostgreSQL keeps.
-fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+fn parse_date_time(text: &str) -> Option<DateTime<FixedOffset>> {
+    let t = DateTime::parse_from_rfc3339(text).ok()?.trunc_subsecs(6);
+    // chrono takes second 60 in any minute; RFC 3339 (5.7) and JSON Schema's `date-time` only
+    // in the last minute of a UTC day.
+    let utc = t.to_utc();
+    let leap_second = utc.nanosecond() >= 1_000_000_000;
+    (!leap_second || (utc.hour(), utc.minute()) == (23, 59)).then_some(t)
 }
 
-/// Milliseconds like the spec's examples, unless the bound had finer precision: the echo must
-/// name the bound that was actually used.
-fn format_date_time(t: DateTime<Utc>) -> String {
+/// In UTC, with milliseconds like the spec's examples unless the bound had finer precision: the
+/// echo must name the bound that was actually used. RFC 3339 years have four digits, so a bound
+/// within a day of year 0 or 10000 whose UTC form falls outside them keeps the caller's offset.
+fn format_date_time(t: DateTime<FixedOffset>) -> String {
     let precision = if t.nanosecond().is_multiple_of(1_000_000) {
         SecondsFormat::Millis
     } else {
         SecondsFormat::Micros
     };
-    t.to_rfc3339_opts(precision, true)
+    let utc = t.to_utc();
+    if (0..=9999).contains(&utc.year()) {
+        utc.to_rfc3339_opts(precision, true)
+    } else {
+        t.to_rfc3339_opts(precision, true)
+    }
 }
 
 struct Range {
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+    from: Option<DateTime<FixedOffset>>,
+    to: Option<DateTime<FixedOffset>>,
 }
 
 fn parse_range(query: Option<&str>) -> Result<Range, ApiError> {
@@ -97,7 +106,7 @@ pub async fn verify(
     let range = parse_range(query.as_deref())?;
     let result = state
         .backend
-        .verify_chain(range.from, range.to)
+        .verify_chain(range.from.map(|t| t.to_utc()), range.to.map(|t| t.to_utc()))
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(VerifyResponse {
@@ -142,6 +151,43 @@ mod tests {
             format_date_time(parse_date_time("2026-03-31T23:59:59.999999999Z").unwrap()),
             "2026-03-31T23:59:59.999999Z"
         );
+    }
+
+    #[test]
+    fn echoes_are_rfc_3339_even_at_the_ends_of_the_year_range() {
+        let echo = |text| parse_date_time(text).map(format_date_time);
+        assert_eq!(
+            echo("9999-12-31T23:59:59-23:59").as_deref(),
+            Some("9999-12-31T23:59:59.000-23:59")
+        );
+        assert_eq!(
+            echo("0000-01-01T00:00:00+01:00").as_deref(),
+            Some("0000-01-01T00:00:00.000+01:00")
+        );
+        assert_eq!(
+            echo("0001-01-01T00:00:00+23:59").as_deref(),
+            Some("0000-12-31T00:01:00.000Z")
+        );
+    }
+
+    #[test]
+    fn leap_seconds_only_in_the_last_minute_of_a_utc_day() {
+        let echo = |text| parse_date_time(text).map(format_date_time);
+        assert_eq!(
+            echo("2016-12-31T23:59:60.5Z").as_deref(),
+            Some("2016-12-31T23:59:60.500Z")
+        );
+        assert_eq!(
+            echo("2016-12-31T15:59:60-08:00").as_deref(),
+            Some("2016-12-31T23:59:60.000Z")
+        );
+        for bad in [
+            "2026-01-01T00:00:60Z",
+            "2016-12-31T23:58:60Z",
+            "2016-12-31T23:59:60-08:00",
+        ] {
+            assert!(parse_date_time(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
