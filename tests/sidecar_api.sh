@@ -83,13 +83,16 @@ sidecar=$(cd "$REPO" && cargo metadata -q --format-version 1 --no-deps | jq -r .
 jwt_secret=$(openssl rand -hex 32)
 
 # start_sidecar PORT LIMIT LOG: a sidecar on loopback whose two rate limits are LIMIT per minute.
+# As leader it runs the incremental verification once, at start (its schedule fires on 1 January
+# only), and a full walk every 5 s, so that both show in its metrics, apart.
 start_sidecar() {
   env -u VAULT_ADDR -u VAULT_TOKEN -u NODE_ENV \
     DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/$db?sslmode=disable" \
     ENCRYPTION_KEY_FILE="$work/dev.key" JWT_HS256_SECRET="$jwt_secret" \
     PORT="$1" BIND_ADDRESS=127.0.0.1 AGENTIDP_PRODUCTION=false RUST_LOG=info \
     RATE_LIMIT_AUDIT_VERIFY_PER_MINUTE="$2" RATE_LIMIT_COMPLIANCE_CONTROLS_PER_MINUTE="$2" \
-    CONTROLS_REFRESH_SECONDS=1 \
+    CONTROLS_REFRESH_SECONDS=1 JOB_CHAIN_VERIFICATION_SCHEDULE='0 0 0 1 1 *' \
+    JOB_CHAIN_FULL_WALK_SCHEDULE='*/5 * * * * *' \
     "$sidecar" >"$work/$3" 2>&1 &
   pids+=($!)
 }
@@ -98,7 +101,7 @@ scrape() { curl -sf "http://127.0.0.1:$1/metrics"; }
 jobs_ran() {
   local m job
   m=$(scrape "$http_port") || return 1
-  for job in chain_verification secrets_rotation encryption_at_rest tls_enforcement webhook_dead_letters key_refresh; do
+  for job in chain_verification chain_full_walk secrets_rotation encryption_at_rest tls_enforcement webhook_dead_letters key_refresh; do
     grep -q "^agentidp_job_runs_total{job=\"$job\",result=\"success\"}" <<<"$m" || return 1
   done
   grep -q '^agentidp_audit_chain_integrity 1$' <<<"$m"
@@ -276,10 +279,14 @@ for m in metrics limited.metrics; do
 done
 # count REGEX: lines of the leader's scrape matching REGEX.
 count() { grep -cE "$1" "$work/metrics"; }
-check "metrics: every job ran, and succeeded" 6 \
+check "metrics: every job ran, and succeeded" 7 \
   "$(count '^agentidp_job_runs_total\{job="[a-z_]+",result="success"\} [1-9]')"
-check "metrics: a last-success time per job" 6 "$(count '^agentidp_job_last_success_timestamp_seconds\{job=')"
-check "metrics: a duration histogram per job" 6 "$(count '^agentidp_job_duration_seconds_count\{job=')"
+check "metrics: the incremental run and the full walks are counted apart" "1 more than 1" \
+  "$(awk '/^agentidp_job_runs_total\{job="chain_verification",result="success"\}/ { i = $2 }
+          /^agentidp_job_runs_total\{job="chain_full_walk",result="success"\}/ { f = $2 }
+          END { print i, (f > 1 ? "more than 1" : f) }' "$work/metrics")"
+check "metrics: a last-success time per job" 7 "$(count '^agentidp_job_last_success_timestamp_seconds\{job=')"
+check "metrics: a duration histogram per job" 7 "$(count '^agentidp_job_duration_seconds_count\{job=')"
 check "metrics: one status per control" 5 "$(count '^agentidp_control_status\{.*\} 1$')"
 check "metrics: chain intact, key loaded, leader" 3 \
   "$(count '^(agentidp_audit_chain_integrity|agentidp_encryption_key_loaded|agentidp_is_leader) 1$')"

@@ -13,7 +13,11 @@ use crate::controls::{ControlId, ControlStatus, Snapshot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Job {
+    /// The incremental chain verification (from each chain's checkpoint).
     ChainVerification,
+    /// The same job's rarer walk of every chain from its start: its own label, so that an alert
+    /// can tell whether the only check behind the checkpoints still completes.
+    ChainFullWalk,
     SecretsRotation,
     EncryptionAtRest,
     TlsEnforcement,
@@ -25,6 +29,7 @@ impl Job {
     pub fn as_str(self) -> &'static str {
         match self {
             Job::ChainVerification => "chain_verification",
+            Job::ChainFullWalk => "chain_full_walk",
             Job::SecretsRotation => "secrets_rotation",
             Job::EncryptionAtRest => "encryption_at_rest",
             Job::TlsEnforcement => "tls_enforcement",

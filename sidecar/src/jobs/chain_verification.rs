@@ -1,5 +1,6 @@
 //! CC7.2 Audit Log Integrity: verifies the audit chain incrementally on its schedule and with a
-//! full walk on a second, rarer one (a checkpoint only proves what came after it).
+//! full walk on a second, rarer one (a checkpoint only proves what came after it). Both kinds run
+//! in one loop, never at the same time; the full walks' metrics carry `job="chain_full_walk"`.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit_chain::{self, ChainVerification};
 use crate::controls::{ControlId, ControlStatus, Outcome};
-use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError, Trigger};
+use crate::jobs::{record, record_unknown, run_scheduled_as, JobContext, JobError, Trigger};
 use crate::metrics::Job;
 
 const CONTROL: ControlId = ControlId::AuditLogIntegrity;
@@ -54,15 +55,27 @@ pub async fn run_once(ctx: &JobContext, full_walk: bool) -> Result<(), JobError>
     record(ctx, CONTROL, &evaluate(&result, full_walk)).await
 }
 
+fn is_full_walk(trigger: Trigger) -> bool {
+    trigger == Trigger::Schedule(FULL_WALK_SCHEDULE)
+}
+
+fn job(trigger: Trigger) -> Job {
+    if is_full_walk(trigger) {
+        Job::ChainFullWalk
+    } else {
+        Job::ChainVerification
+    }
+}
+
 pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
     let schedules = &ctx.config.schedules;
-    run_scheduled(
+    run_scheduled_as(
         &ctx,
-        Job::ChainVerification,
+        job,
         &[&schedules.chain_verification, &schedules.chain_full_walk],
         None,
         &cancel,
-        |trigger| run_once(&ctx, trigger == Trigger::Schedule(FULL_WALK_SCHEDULE)),
+        |trigger| run_once(&ctx, is_full_walk(trigger)),
     )
     .await;
 }
@@ -70,6 +83,19 @@ pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_full_walk_schedule_walks_everything_and_is_labelled_apart() {
+        assert_eq!(
+            job(Trigger::Schedule(FULL_WALK_SCHEDULE)),
+            Job::ChainFullWalk
+        );
+        assert!(is_full_walk(Trigger::Schedule(FULL_WALK_SCHEDULE)));
+        for incremental in [Trigger::Startup, Trigger::Schedule(0)] {
+            assert_eq!(job(incremental), Job::ChainVerification);
+            assert!(!is_full_walk(incremental));
+        }
+    }
 
     #[test]
     fn a_break_fails_the_control_and_names_the_event() {

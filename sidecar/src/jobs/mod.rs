@@ -79,10 +79,27 @@ pub async fn run_scheduled<F, Fut>(
     ctx: &JobContext,
     job: Job,
     schedules: &[&Schedule],
+    wake: Option<watch::Receiver<KeyState>>,
+    cancel: &CancellationToken,
+    run: F,
+) where
+    F: FnMut(Trigger) -> Fut,
+    Fut: Future<Output = Result<(), JobError>>,
+{
+    run_scheduled_as(ctx, |_| job, schedules, wake, cancel, run).await;
+}
+
+/// `run_scheduled` for runs of different kinds that must not overlap (one loop runs them one at
+/// a time) but are told apart in the metrics: each run is recorded as `job_for(trigger)`.
+pub async fn run_scheduled_as<J, F, Fut>(
+    ctx: &JobContext,
+    job_for: J,
+    schedules: &[&Schedule],
     mut wake: Option<watch::Receiver<KeyState>>,
     cancel: &CancellationToken,
     mut run: F,
 ) where
+    J: Fn(Trigger) -> Job,
     F: FnMut(Trigger) -> Fut,
     Fut: Future<Output = Result<(), JobError>>,
 {
@@ -91,11 +108,11 @@ pub async fn run_scheduled<F, Fut>(
     // next tick does not cause a burst of catch-up runs.
     let mut last = Utc::now();
     loop {
-        instrumented(&ctx.metrics, job, run(trigger)).await;
+        instrumented(&ctx.metrics, job_for(trigger), run(trigger)).await;
         last = last.max(Utc::now());
         let Some((index, at)) = next_firing(schedules, last) else {
             tracing::warn!(
-                job = job.as_str(),
+                job = job_for(trigger).as_str(),
                 "schedule has no future firing; job stops"
             );
             return;
