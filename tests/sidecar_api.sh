@@ -62,6 +62,9 @@ wait_for() {
   done
 }
 
+for cmd in promtool jq curl openssl python3; do
+  command -v "$cmd" >/dev/null || fatal "$cmd not found (run tests/setup.sh)"
+done
 [ -f "$spec" ] || fatal "no spec at $spec"
 [ -x "$schemathesis" ] || fatal "no schemathesis at $schemathesis (run tests/setup.sh)"
 
