@@ -10,6 +10,8 @@ STANDBY_PORT=5497
 # The key-secrecy test starts a cluster of its own: it needs the library preloaded and every
 # statement logged.
 SECRECY_PORT=5495
+API_PORT=5480
+CHAIN_BREAK_PORT=5484
 suites_passed=0
 suites_failed=()
 
@@ -49,6 +51,9 @@ if install_extension && start_cluster test "$TEST_PORT"; then
   suite encryption_openssl bash tests/encryption_openssl.sh "$TEST_PORT"
   suite encryption_rotation bash tests/encryption_rotation.sh "$TEST_PORT"
   suite encryption_secrecy bash tests/encryption_secrecy.sh "$SECRECY_PORT"
+  # These start clusters and sidecars of their own, with the installed extension.
+  suite sidecar_api bash tests/sidecar_api.sh "$API_PORT"
+  suite chain_break bash tests/chain_break.sh "$CHAIN_BREAK_PORT" 3930 9091
 else
   suites_failed+=("install")
 fi

@@ -4,7 +4,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 debs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang build-essential
-      pkg-config sudo prometheus wrk openssl)
+      pkg-config sudo prometheus wrk openssl curl jq)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,3 +30,12 @@ if ! grep -qs "pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
   cargo pgrx init --pg15 "$PG_CONFIG"
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+# The API conformance suite (tests/sidecar_api.sh) runs schemathesis from PyPI, pinned, in a venv
+# of its own so that nothing else's Python packages move under it.
+st_venv=$RUN_DIR/schemathesis-venv
+if ! "$st_venv/bin/schemathesis" --version 2>/dev/null | grep -q 4.32.5; then
+  log "installing schemathesis 4.32.5"
+  mkdir -p "$RUN_DIR"
+  python3 -m venv --clear "$st_venv" && "$st_venv/bin/pip" install -q schemathesis==4.32.5
+fi
