@@ -4,7 +4,7 @@
 #
 #   bash tests/bench/chain.sh [seconds per pgbench run, default 10] [rows, default 1000000] \
 #     [sections, default "inserts bulk verify"]
-#   BENCH_ROUNDS=N: interleaved rounds per insert configuration (default 3)
+#   BENCH_ROUNDS=N: interleaved rounds per insert configuration (default 5)
 #
 # Baselines: a plain table with the same columns and indexes and no trigger (the floor); the
 # PL/pgSQL + pgcrypto chain of ../shared/bench/plpgsql_chain.sql (what a user writes without us);
@@ -15,7 +15,7 @@ set -euo pipefail
 secs=${1:-10}
 rows=${2:-1000000}
 sections=${3:-inserts bulk verify}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 port=5496
 db=agentidp_bench
 ref_sql=${AGENTIDP_REF_SQL:-$REPO/../shared/bench/plpgsql_chain.sql}
