@@ -5,8 +5,8 @@
 #     second, p99 under 5 ms.
 #   - GET /api/v1/audit/verify over a chain of ROWS events, against the SQL call it makes.
 #
-# Loopback only. Starts a PostgreSQL cluster of its own (port 5496) with the extension installed
-# as `cargo pgrx install --release` left it.
+# Loopback only. Installs the extension (release build) and starts a PostgreSQL cluster of its own
+# on port 5496.
 #
 # Usage: sidecar/bench/http.sh [seconds per wrk run, default 10] [rows, default 1000000]
 set -euo pipefail
@@ -31,6 +31,8 @@ trap cleanup EXIT
 
 cargo build -q --release -p agentidp-sidecar --bin agentidp-sidecar --example bare_hyper
 
+# A release build: `cargo pgrx test` leaves its debug build installed, several times slower.
+install_extension >/dev/null
 start_cluster bench "$PG_PORT" "shared_buffers = '2GB'" "max_wal_size = '8GB'"
 psql_at "$PG_PORT" -d postgres -c "CREATE DATABASE $DB" >/dev/null
 q() { PGOPTIONS="-c client_min_messages=warning" psql_at "$PG_PORT" -d "$DB" -At "$@"; }

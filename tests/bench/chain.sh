@@ -21,6 +21,8 @@ db=agentidp_bench
 ref_sql=${AGENTIDP_REF_SQL:-$REPO/../shared/bench/plpgsql_chain.sql}
 [ -f "$ref_sql" ] || { echo "missing $ref_sql (the shared reference baseline)"; exit 1; }
 
+# A release build: `cargo pgrx test` leaves its debug build installed, several times slower.
+install_extension >/dev/null
 start_cluster bench "$port" "shared_buffers = '2GB'" "max_wal_size = '8GB'" "max_connections = 50"
 trap 'stop_cluster bench' EXIT
 q() { PGOPTIONS="-c client_min_messages=warning" psql_at "$port" -d "$db" -At "$@"; }

@@ -2,7 +2,7 @@
 # Column encryption's benchmark (not a test): rows per second of agentidp_encrypt and
 # agentidp_decrypt against what a user writes without us, pgcrypto's encrypt_iv / decrypt_iv with
 # 'aes-cbc/pad:pkcs' plus the base64 framing of the same seed format, measured in the same run on
-# a cluster of its own. Run it on a release install (tests/lib.sh: install_extension).
+# a cluster of its own, with the extension's release build installed first.
 #
 #   bash tests/bench/crypto.sh [rows, default 200000] [port, default 5482]
 #
@@ -16,6 +16,8 @@ port=${2:-5482}
 db=agentidp_crypto_bench
 name=enc_bench
 
+# A release build: `cargo pgrx test` leaves its debug build installed, several times slower.
+install_extension >/dev/null
 start_cluster "$name" "$port" "shared_buffers = '512MB'" "max_parallel_workers_per_gather = 0"
 trap 'stop_cluster $name' EXIT
 key=$(openssl rand -hex 32)
