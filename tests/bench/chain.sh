@@ -101,7 +101,6 @@ for c in 1 8; do
   done
   floor=$(median ${runs[floor]}) chain=$(median ${runs[chain]}) perorg=$(median ${runs[perorg]})
   plpgsql=$(median ${runs[plpgsql]}) bound=$(median ${runs[bound]})
-  unset runs
   row "$c client(s): plain table (floor)" "$floor" "1.00" ""
   row "$c client(s): lock-through-commit bound" "$bound" "$(ratio "$bound" "$floor")" ""
   row "$c client(s): PL/pgSQL + pgcrypto chain" "$plpgsql" "$(ratio "$plpgsql" "$floor")" ""
@@ -118,6 +117,7 @@ for c in 1 8; do
     r=$(ratio "$perorg" "$floor"); row "8 clients: pg_agentidp, per-org / floor" "$perorg" "$r" ">=0.80 $(verdict "$r" 0.80)"
   fi
   r=$(ratio "$chain" "$plpgsql"); row "$c client(s): pg_agentidp global / PL/pgSQL" "" "$r" ""
+  unset runs
 done
 fi
 
