@@ -105,7 +105,7 @@ jobs_ran() {
   local m job
   m=$(scrape "$http_port") || return 1
   for job in chain_verification chain_full_walk secrets_rotation encryption_at_rest tls_enforcement webhook_dead_letters key_refresh; do
-    grep -q "^agentidp_job_runs_total{job=\"$job\",result=\"success\"}" <<<"$m" || return 1
+    grep -q "^agentidp_job_runs_total{job_name=\"$job\",result=\"success\"}" <<<"$m" || return 1
   done
   grep -q '^agentidp_audit_chain_integrity 1$' <<<"$m"
 }
@@ -283,13 +283,13 @@ done
 # count REGEX: lines of the leader's scrape matching REGEX.
 count() { grep -cE "$1" "$work/metrics"; }
 check "metrics: every job ran, and succeeded" 7 \
-  "$(count '^agentidp_job_runs_total\{job="[a-z_]+",result="success"\} [1-9]')"
+  "$(count '^agentidp_job_runs_total\{job_name="[a-z_]+",result="success"\} [1-9]')"
 check "metrics: the incremental run and the full walks are counted apart" "1 more than 1" \
-  "$(awk '/^agentidp_job_runs_total\{job="chain_verification",result="success"\}/ { i = $2 }
-          /^agentidp_job_runs_total\{job="chain_full_walk",result="success"\}/ { f = $2 }
+  "$(awk '/^agentidp_job_runs_total\{job_name="chain_verification",result="success"\}/ { i = $2 }
+          /^agentidp_job_runs_total\{job_name="chain_full_walk",result="success"\}/ { f = $2 }
           END { print i, (f > 1 ? "more than 1" : f) }' "$work/metrics")"
-check "metrics: a last-success time per job" 7 "$(count '^agentidp_job_last_success_timestamp_seconds\{job=')"
-check "metrics: a duration histogram per job" 7 "$(count '^agentidp_job_duration_seconds_count\{job=')"
+check "metrics: a last-success time per job" 7 "$(count '^agentidp_job_last_success_timestamp_seconds\{job_name=')"
+check "metrics: a duration histogram per job" 7 "$(count '^agentidp_job_duration_seconds_count\{job_name=')"
 check "metrics: one status per control" 5 "$(count '^agentidp_control_status\{.*\} 1$')"
 check "metrics: chain intact, key loaded, leader" 3 \
   "$(count '^(agentidp_audit_chain_integrity|agentidp_encryption_key_loaded|agentidp_is_leader) 1$')"

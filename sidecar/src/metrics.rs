@@ -4,6 +4,10 @@
 //! Each process has its own registry (not the crate's global one) so that tests can build as many
 //! independent apps as they like.
 
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -54,7 +58,16 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pub is_leader: IntGauge,
+    /// The last scrape's text and when it was encoded, served again for [`RENDER_TTL`]. Holding the
+    /// lock while encoding makes concurrent scrapes share one encoding.
+    rendered: Mutex<Option<(Instant, Bytes)>>,
+    render_ttl: Duration,
 }
+
+/// How long one encoding of the registry is served. Encoding every histogram and labelled series
+/// costs far more than serving bytes; Prometheus scrapes every 15 s or so, and a scrape a quarter
+/// of a second old tells it the same.
+const RENDER_TTL: Duration = Duration::from_millis(250);
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
@@ -85,21 +98,23 @@ impl Metrics {
                 ),
                 &["control", "status"],
             )?,
+            // `job_name`, not `job`: Prometheus sets `job` on every series it scrapes (the scrape
+            // job's name) and would rename ours to `exported_job`, out of the alerts' sight.
             job_last_success: GaugeVec::new(
                 Opts::new(
                     "agentidp_job_last_success_timestamp_seconds",
                     "Unix time of the job's latest successful run in this process",
                 ),
-                &["job"],
+                &["job_name"],
             )?,
             job_duration: HistogramVec::new(
                 HistogramOpts::new("agentidp_job_duration_seconds", "Job run duration")
                     .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0]),
-                &["job"],
+                &["job_name"],
             )?,
             job_runs: IntCounterVec::new(
                 Opts::new("agentidp_job_runs_total", "Job runs by result"),
-                &["job", "result"],
+                &["job_name", "result"],
             )?,
             encryption_key_loaded: IntGauge::new(
                 "agentidp_encryption_key_loaded",
@@ -125,6 +140,8 @@ impl Metrics {
                 "1 while this replica holds the job leadership lock",
             )?,
             registry,
+            rendered: Mutex::new(None),
+            render_ttl: RENDER_TTL,
         };
         m.registry
             .register(Box::new(m.audit_chain_integrity.clone()))?;
@@ -144,10 +161,19 @@ impl Metrics {
         Ok(m)
     }
 
-    pub fn render(&self) -> Result<String, prometheus::Error> {
+    /// The registry in the text exposition format, at most [`RENDER_TTL`] old.
+    pub fn render(&self) -> Result<Bytes, prometheus::Error> {
+        let mut rendered = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, text)) = &*rendered {
+            if at.elapsed() < self.render_ttl {
+                return Ok(text.clone());
+            }
+        }
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let text = Bytes::from(buf);
+        *rendered = Some((Instant::now(), text.clone()));
+        Ok(text)
     }
 
     pub fn record_http(&self, route: &str, method: &str, status: &str, seconds: f64) {
@@ -201,5 +227,28 @@ impl Metrics {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scrape_is_encoded_at_most_once_per_ttl() {
+        let mut metrics = Metrics::new().expect("registers");
+        let first = metrics.render().expect("encodes");
+        metrics.is_leader.set(1);
+        assert_eq!(
+            metrics.render().expect("encodes"),
+            first,
+            "within the TTL, the same bytes"
+        );
+        metrics.render_ttl = Duration::ZERO;
+        let text = metrics.render().expect("encodes");
+        assert!(
+            String::from_utf8_lossy(&text).contains("\nagentidp_is_leader 1\n"),
+            "after it, the change shows"
+        );
     }
 }

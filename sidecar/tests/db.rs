@@ -189,7 +189,7 @@ async fn the_snapshot_and_gauges_follow_the_control_table() {
     assert_eq!(cc71.status, ControlStatus::Failing);
     assert_eq!(cc71.dead_letter_depth, Some(250));
     assert!(Utc::now() - cc71.last_checked < chrono::Duration::minutes(1));
-    let text = metrics.render().unwrap();
+    let text = String::from_utf8_lossy(&metrics.render().unwrap()).into_owned();
     assert!(text.contains("agentidp_webhook_dead_letters 250"), "{text}");
     assert!(text.contains(r#"agentidp_control_status{control="CC7.1",status="failing"} 1"#));
     assert_eq!(snap.controls.len(), 5);

@@ -419,9 +419,9 @@ async fn a_failed_refresh_keeps_the_key_in_use() {
         0,
         "Vault no longer vouches for the key in use"
     );
-    let text = r.metrics.render().unwrap();
-    assert!(text.contains("agentidp_job_runs_total{job=\"key_refresh\",result=\"error\"} 1"));
-    assert!(text.contains("agentidp_job_runs_total{job=\"key_refresh\",result=\"success\"} 1"));
+    let text = String::from_utf8_lossy(&r.metrics.render().unwrap()).into_owned();
+    assert!(text.contains("agentidp_job_runs_total{job_name=\"key_refresh\",result=\"error\"} 1"));
+    assert!(text.contains("agentidp_job_runs_total{job_name=\"key_refresh\",result=\"success\"} 1"));
     assert!(!text.contains(KEY_A));
 }
 

@@ -1,6 +1,6 @@
 //! CC7.2 Audit Log Integrity: verifies the audit chain incrementally on its schedule and with a
 //! full walk on a second, rarer one (a checkpoint only proves what came after it). Both kinds run
-//! in one loop, never at the same time; the full walks' metrics carry `job="chain_full_walk"`.
+//! in one loop, never at the same time; the full walks' metrics carry `job_name="chain_full_walk"`.
 
 use std::sync::Arc;
 
