@@ -68,3 +68,38 @@ summary() {
   echo "$1: $PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
 }
+
+# For suites that start processes of their own (their pids in the array `pids`) beside a cluster
+# named $name, and keep their files in $work.
+
+# fatal MESSAGE: a step the rest of suite $name depends on failed; count it, close the suite, stop.
+fatal() {
+  FAILED=$((FAILED + 1)); echo "FAIL $1"
+  summary "$name"
+  exit 1
+}
+
+# wait_for SECONDS COMMAND...: retries COMMAND every half second until it succeeds or time is up.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.5
+  done
+}
+
+# end_run LOG...: the suite's exit trap. After a failure, the last lines of each LOG in $work;
+# then its processes and cluster stopped and $work removed.
+end_run() {
+  local f pid
+  if [ "$FAILED" -gt 0 ]; then
+    for f in "$@"; do
+      [ -f "$work/$f" ] && { echo "-- last lines of $f"; tail -n 20 "$work/$f"; }
+    done
+  fi
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  stop_cluster "$name"
+  rm -rf "$work"
+}

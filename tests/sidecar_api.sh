@@ -31,36 +31,7 @@ small_limit=3
 
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  local pid
-  if [ "$FAILED" -gt 0 ]; then
-    for f in sidecar.log limited.log; do
-      [ -f "$work/$f" ] && { echo "-- last lines of $f"; tail -n 20 "$work/$f"; }
-    done
-  fi
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  done
-  stop_cluster "$name"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# fatal MESSAGE: a step the rest depends on failed; count it and stop.
-fatal() {
-  FAILED=$((FAILED + 1)); echo "FAIL $1"
-  summary sidecar_api
-  exit 1
-}
-
-# wait_for SECONDS COMMAND...: retries COMMAND every half second until it succeeds or time is up.
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.5
-  done
-}
+trap 'end_run sidecar.log limited.log' EXIT
 
 for cmd in promtool jq curl openssl python3; do
   command -v "$cmd" >/dev/null || fatal "$cmd not found (run tests/setup.sh)"
