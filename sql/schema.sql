@@ -30,6 +30,12 @@ CREATE INDEX audit_events_occurred_at_idx ON audit_events (occurred_at);
 COMMENT ON TABLE audit_events IS
   'Append-only audit log; each row is chained to its predecessor by a SHA-256 hash (docs/audit-log-runbook.md).';
 
+-- One number per transaction that appends to a chain, drawn under the chain's lock: a session
+-- whose numbers follow each other knows nobody else appended in between, and reuses the heads it
+-- committed instead of reading them again (pg_agentidp/core/src/head_cache.rs). CACHE 1: with
+-- numbers cached per session, one session's would follow each other while another appended.
+CREATE SEQUENCE chain_appends CACHE 1;
+
 -- Events removed by agentidp_archive_events(), kept with their chain columns so they stay verifiable.
 CREATE TABLE audit_events_archive (LIKE audit_events INCLUDING DEFAULTS);
 ALTER TABLE audit_events_archive ADD PRIMARY KEY (chain_id, seq);

@@ -42,7 +42,8 @@ suite docs bash tests/docs.sh
 suite pg_test bash -c "cd pg_agentidp && cargo pgrx test pg15 --runas postgres --pgdata '$RUN_DIR/pgrx-test'"
 
 log "installing the extension and starting a test cluster on $TEST_PORT"
-if install_extension && start_cluster test "$TEST_PORT"; then
+# Prepared transactions: the concurrency suite commits one between a session's appends.
+if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactions = 4"; then
   suite regress bash tests/regress.sh "$TEST_PORT"
   suite concurrency bash tests/concurrency.sh "$TEST_PORT"
   suite restore bash tests/restore.sh "$TEST_PORT"

@@ -67,5 +67,63 @@ SQL
 check "after a cut tail, the next insert follows the real head" t "$cut"
 check "and the chain verifies again" t "$(q "SELECT verified FROM agentidp.agentidp_verify_chain(NULL, NULL, 'global')")"
 
+# Between transactions a backend reuses the head it committed, without reading it, as long as
+# its tickets from agentidp.chain_appends follow each other. Every way another append can come in
+# between must make it read the head again.
+pkey_scans="SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = 'agentidp.audit_events_pkey'::regclass"
+lone=$(psql_at "$port" -d "$db" -At <<SQL
+SET agentidp.chain_scope = global;
+-- Autovacuum's ANALYZE would change the table's definition in the relcache, which stales heads.
+ALTER TABLE agentidp.audit_events SET (autovacuum_enabled = false);
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('lone writer', 'success');
+SELECT pg_stat_force_next_flush();
+CREATE TEMP TABLE before AS $pkey_scans;
+$(for _ in $(seq 20); do echo "INSERT INTO agentidp.audit_events (action, outcome) VALUES ('lone writer', 'success');"; done)
+SELECT pg_stat_force_next_flush();
+SELECT 'head reads: ' || (($pkey_scans) - idx_scan) FROM before;
+ALTER TABLE agentidp.audit_events RESET (autovacuum_enabled);
+SQL
+)
+check "a lone writer's 20 appends read no head" "head reads: 0" "$(grep '^head reads' <<<"$lone")"
+
+# predecessor ACTION: the action of the event that the event ACTION links to, by sequence and
+# by hash; "none" when its previous hash is no event's.
+predecessor() {
+  q "SELECT coalesce(max(p.action), 'none') FROM agentidp.audit_events e
+       LEFT JOIN agentidp.audit_events p
+         ON p.chain_id = e.chain_id AND p.seq = e.seq - 1 AND p.hash = e.prev_hash
+      WHERE e.action = '$1'"
+}
+other_session="$PG_BIN/psql -X -q -h 127.0.0.1 -p $port -U postgres -d $db -c"
+psql_at "$port" -d "$db" -At >/dev/null <<SQL
+SET agentidp.chain_scope = global;
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('before the other', 'success');
+\\! $other_session "INSERT INTO agentidp.audit_events (action, outcome) VALUES ('the other', 'success')"
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('after the other', 'success');
+SQL
+check "an append by another session in between is read, not forked from" "the other" "$(predecessor 'after the other')"
+check "  and it followed the first session's" "before the other" "$(predecessor 'the other')"
+
+# A prepared transaction is committed by whoever runs COMMIT PREPARED, which draws no ticket.
+psql_at "$port" -d "$db" -At >/dev/null <<'SQL'
+SET agentidp.chain_scope = global;
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('before prepared', 'success');
+BEGIN;
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('prepared', 'success');
+PREPARE TRANSACTION 'agentidp_prepared';
+COMMIT PREPARED 'agentidp_prepared';
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('after prepared', 'success');
+SQL
+check "an append after a prepared transaction follows it" prepared "$(predecessor 'after prepared')"
+
+# A restore adds events without the chain; the restoring session draws a ticket for them.
+psql_at "$port" -d "$db" -At >/dev/null <<SQL
+SET agentidp.chain_scope = global;
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('before restored', 'success');
+\\! PGOPTIONS='-c agentidp.restoring=on' $other_session "INSERT INTO agentidp.audit_events (action, outcome, chain_id, seq, prev_hash, hash) SELECT 'restored', 'success', 'global', seq + 1, hash, sha256(hash) FROM agentidp.audit_events WHERE chain_id = 'global' ORDER BY seq DESC LIMIT 1"
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('after restored', 'success');
+SQL
+check "an append after restored events follows them" restored "$(predecessor 'after restored')"
+
 psql_at "$port" -d postgres -c "DROP DATABASE $db"
 summary concurrency

@@ -5,14 +5,19 @@
 //! head is kept here and the following appends cost no query at all: a million-row
 //! `INSERT ... SELECT` stays linear, where a head row updated per insert is quadratic.
 //!
+//! Between transactions, a backend keeps the heads it committed, and uses one again without
+//! reading it when a ticket drawn from `agentidp.chain_appends` proves nobody else appended in
+//! between (`agentidp_core::head_cache`): a lone writer then reads no head at all.
+//!
 //! Savepoints: rows appended inside a subtransaction that rolls back are gone, and so is a lock
 //! taken inside it, so each subtransaction's first change to an entry saves the entry's previous
 //! state, restored on rollback (or the entry dropped, when the subtransaction created it).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use agentidp_core::chain::{ChainHead, HASH_LEN};
+use agentidp_core::head_cache::{HeadCache, Known};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
@@ -35,31 +40,20 @@ struct Entry {
 
 thread_local! {
     static HEADS: RefCell<HashMap<Vec<u8>, Entry>> = RefCell::new(HashMap::new());
-    /// Per chain, the last head this backend read or committed: a lower bound for the next read
-    /// of the head, which then checks a few index entries instead of a page of them. Never
-    /// trusted: when nothing lies at or above it (events deleted by a superuser, or archived),
-    /// the head is read without it.
-    static HINTS: RefCell<HashMap<Vec<u8>, i64>> = RefCell::new(HashMap::new());
-}
-
-/// Chains whose hints a backend keeps; past this (a backend writing for very many orgs) the hints
-/// start over.
-const MAX_HINTS: usize = 10_000;
-
-fn remember_hint(chain_id: &[u8], seq: i64) {
-    HINTS.with_borrow_mut(|hints| {
-        if hints.len() >= MAX_HINTS && !hints.contains_key(chain_id) {
-            hints.clear();
-        }
-        hints.insert(chain_id.to_vec(), seq);
-    });
+    /// Heads this backend read or committed, and whether they are still current (see
+    /// `agentidp_core::head_cache`).
+    static KNOWN: RefCell<HeadCache> = RefCell::new(HeadCache::default());
+    /// The audit log whose heads KNOWN holds: a change to its definition stales them.
+    static KNOWN_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
 
 pub fn init() {
-    // SAFETY: registered once per backend from _PG_init; the callbacks only touch HEADS.
+    // SAFETY: registered once per backend from _PG_init; the callbacks only touch this module's
+    // thread-locals.
     unsafe {
         pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_change), pg_sys::Datum::from(0));
     }
 }
 
@@ -86,10 +80,18 @@ pub fn append<R>(
     // SAFETY: plain read of the executing subtransaction's id.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
     HEADS.with_borrow_mut(|heads| {
-        let entry = heads.entry(chain_id.to_vec()).or_insert(Entry {
-            head: current,
-            saved: Vec::new(),
-        });
+        // Looked up before inserting: a bulk load appends to one entry a million times, and
+        // `entry()` would copy the key for every row.
+        if !heads.contains_key(chain_id) {
+            heads.insert(
+                chain_id.to_vec(),
+                Entry {
+                    head: current,
+                    saved: Vec::new(),
+                },
+            );
+        }
+        let entry = heads.get_mut(chain_id).expect("inserted above");
         let before = (!is_new).then_some(current);
         if subxact != TOP_SUBTRANSACTION && entry.saved.last().map(|s| s.0) != Some(subxact) {
             entry.saved.push((subxact, before));
@@ -99,12 +101,17 @@ pub fn append<R>(
     result
 }
 
-/// Drops every head this transaction has cached: events were added without them (a restore).
-pub fn forget_heads() {
+/// Events were added without the chain (a restore): drops every head this transaction holds,
+/// stales what this backend knows, and draws a ticket, so that every other backend's knowledge
+/// is stale too.
+pub fn forget_heads(events: pg_sys::Relation) {
     HEADS.with_borrow_mut(|heads| heads.clear());
+    KNOWN.with_borrow_mut(HeadCache::invalidate);
+    draw_ticket(events);
 }
 
-/// Takes the chain's transaction-scoped advisory lock, then reads its head as committed now.
+/// Takes the chain's transaction-scoped advisory lock, then reads its head as committed now,
+/// unless this backend knows it to be current.
 ///
 /// The statement's snapshot predates the wait for the lock: a head read on it would miss the
 /// rows of the session that held the lock and fork the chain (under REPEATABLE READ and
@@ -125,17 +132,48 @@ fn lock_and_read(table: EventsTable, chain_id: &[u8]) -> ChainHead {
     unsafe {
         pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false);
     }
-    let hint = HINTS.with_borrow(|hints| hints.get(chain_id).copied());
+    // SAFETY: the trigger's relation is open.
+    let relid = unsafe { (*table.rel).rd_id };
+    if KNOWN_RELID.replace(relid) != relid {
+        KNOWN.with_borrow_mut(HeadCache::invalidate);
+    }
+    let ticket = draw_ticket(table.rel);
+    let hint = match KNOWN.with_borrow_mut(|known| known.lookup(chain_id, ticket)) {
+        Known::Head(head) => return head,
+        Known::AtLeast(seq) => Some(seq),
+        Known::Nothing => None,
+    };
     // SAFETY: the trigger's relation is open and locked for the whole statement.
     let last = unsafe {
         hint.and_then(|seq| last_event(table, chain_id, seq))
             .or_else(|| last_event(table, chain_id, i64::MIN))
     };
-    // SAFETY: the trigger's relation is open; rd_rel is its pg_class row.
-    let owner = unsafe { (*(*table.rel).rd_rel).relowner };
-    let head = last.unwrap_or_else(|| anchor_or_genesis(chain_id, owner));
-    remember_hint(chain_id, head.seq);
+    let head = last.unwrap_or_else(|| anchor_or_genesis(chain_id, owner(table.rel)));
+    KNOWN.with_borrow_mut(|known| known.record(chain_id, head));
     head
+}
+
+/// The audit log's owner, who may use everything of the extension's.
+fn owner(events: pg_sys::Relation) -> pg_sys::Oid {
+    // SAFETY: the trigger's relation is open; rd_rel is its pg_class row.
+    unsafe { (*(*events).rd_rel).relowner }
+}
+
+/// The next number of `agentidp.chain_appends`, drawn as the audit log's owner (the application
+/// need not be granted it); `None` if the sequence is gone, so that nothing is ever taken as
+/// current. Drawn while holding a chain's lock, it orders the appends that matter.
+fn draw_ticket(events: pg_sys::Relation) -> Option<i64> {
+    // SAFETY: the relation is open; a syscache lookup by name.
+    let sequence = unsafe {
+        let namespace = (*(*events).rd_rel).relnamespace;
+        pg_sys::get_relname_relid(c"chain_appends".as_ptr(), namespace)
+    };
+    if sequence == pg_sys::InvalidOid {
+        return None;
+    }
+    let _as_owner = AsUser::switch_to(owner(events));
+    // SAFETY: nextval(regclass) on a relation that exists; it errors if it is no sequence.
+    unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }
 }
 
 /// The lock's second key (`objid`): unrelated chains rarely share one, and when they do they
@@ -250,12 +288,18 @@ unsafe extern "C-unwind" fn on_xact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
-    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT) {
-        HEADS.with_borrow(|heads| {
-            for (chain_id, entry) in heads {
-                remember_hint(chain_id, entry.head.seq);
-            }
-        });
+    match event {
+        // Still holding the chains' locks: nobody else has appended to them.
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => HEADS.with_borrow(|heads| {
+            KNOWN.with_borrow_mut(|known| {
+                for (chain_id, entry) in heads {
+                    known.record(chain_id, entry.head);
+                }
+            })
+        }),
+        // Whoever commits the prepared transaction draws no ticket.
+        XACT_EVENT_PREPARE => KNOWN.with_borrow_mut(HeadCache::invalidate),
+        _ => {}
     }
     if matches!(
         event,
@@ -306,4 +350,13 @@ unsafe extern "C-unwind" fn on_subxact_event(
         }
         _ => {}
     });
+}
+
+/// A change to the audit log's definition, which every way around its triggers takes (disabling
+/// one), or a reset of the whole relcache: rows may have come or gone unseen.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_change(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::InvalidOid || relid == KNOWN_RELID.get() {
+        KNOWN.with_borrow_mut(HeadCache::invalidate);
+    }
 }

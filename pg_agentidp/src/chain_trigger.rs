@@ -84,8 +84,9 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         if gucs::restoring() {
             // Re-chaining a dump would renumber and rehash it whenever the restoring session's
             // scope differs, or events arrive before their chain's retention anchor: the exported
-            // digests would no longer match. Appends later in this transaction re-read heads.
-            chain_head::forget_heads();
+            // digests would no longer match. Appends after it, here or in any backend, re-read
+            // heads.
+            chain_head::forget_heads((*td).tg_relation);
             return pg_sys::Datum::from((*td).tg_trigtuple);
         }
         let rel = (*td).tg_relation;

@@ -6,3 +6,4 @@
 pub mod chain;
 pub mod chain_set;
 pub mod crypto;
+pub mod head_cache;
