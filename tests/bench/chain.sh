@@ -4,7 +4,7 @@
 #
 #   bash tests/bench/chain.sh [seconds per pgbench run, default 10] [rows, default 1000000] \
 #     [sections, default "inserts bulk verify"]
-#   BENCH_ROUNDS=N: interleaved rounds per insert configuration (default 5)
+#   BENCH_ROUNDS=N: rounds of the insert runs, whose medians are reported (default 5)
 #
 # Baselines: a plain table with the same columns and indexes and no trigger (the floor); the
 # PL/pgSQL + pgcrypto chain of ../shared/bench/plpgsql_chain.sql (what a user writes without us);
@@ -66,10 +66,10 @@ cat > "$scripts/plpgsql.sql" <<SQL
 INSERT INTO ref_audit (action, outcome, agent_id, org_id) VALUES $values;
 SQL
 
-# tps SCRIPT CLIENTS [PGOPTIONS]: committed transactions per second over $run_secs seconds.
+# tps SCRIPT CLIENTS [PGOPTIONS]: committed transactions per second over $secs seconds.
 tps() {
   fresh
-  PGOPTIONS=${3:-} "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c "$2" -j "$2" -T "$run_secs" \
+  PGOPTIONS=${3:-} "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c "$2" -j "$2" -T "$secs" \
     -f "$scripts/$1.sql" "$db" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -78,52 +78,74 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "met" : "MISSED" }'; }
 row() { printf '| %-44s | %12s | %7s | %-8s |\n' "$@"; }
 
+# latencies SECS PGOPTIONS SCRIPT...: one client running the scripts at random, each transaction
+# picking one; prints each script's mean latency in microseconds, in the order given.
+latencies() {
+  local secs=$1 opts=$2 args=() s; shift 2
+  for s in "$@"; do args+=(-f "$scripts/$s.sql@1"); done
+  PGOPTIONS=$opts "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c 1 -j 1 -T "$secs" \
+    "${args[@]}" "$db" 2>/dev/null |
+    awk '/^SQL script/ { n++ } n && /^ - latency average/ { printf "%.0f ", $5 * 1000 }'
+}
+as_tps() { awk -v us="$1" 'BEGIN { printf "%.0f", 1e6 / us }'; }
+
 if [[ " $sections " == *" inserts "* ]]; then
 echo
-short=$(( secs > 3 ? 3 : secs ))
 echo "## Inserts: transactions per second, one event each"
-echo "Medians of interleaved rounds: 1 client $((rounds * 3)) of ${short}s, 8 clients $rounds of ${secs}s."
 row "run" "tps" "ratio" "target"
 row "---" "---" "---" "---"
-for c in 1 8; do
-  # Commits wait on fsync, whose latency drifts by 10% and more on a shared disk: each figure is
-  # the median of interleaved rounds, so drift hits every configuration alike.
-  # A single client's commit is one fsync, the most exposed to the disk's drift: three times as
-  # many rounds, shorter, interleave it more finely.
-  if [ $c = 1 ]; then n=$((rounds * 3)) run_secs=$short; else n=$rounds run_secs=$secs; fi
-  declare -A runs=()
-  for _ in $(seq "$n"); do
-    runs[floor]+="$(tps floor $c) "
-    runs[chain]+="$(tps chain $c) "
-    runs[perorg]+="$(tps chain $c "-c agentidp.chain_scope=org") "
-    runs[plpgsql]+="$(tps plpgsql $c) "
-    runs[bound]+="$(tps lock_bound $c) "
-    if [ $c = 1 ]; then
-      # Without the wait for fsync, what is left is CPU: the trigger's own cost, steadier.
-      runs[floor_cpu]+="$(tps floor 1 "-c synchronous_commit=off") "
-      runs[chain_cpu]+="$(tps chain 1 "-c synchronous_commit=off") "
-    fi
-  done
-  floor=$(median ${runs[floor]}) chain=$(median ${runs[chain]}) perorg=$(median ${runs[perorg]})
-  plpgsql=$(median ${runs[plpgsql]}) bound=$(median ${runs[bound]})
-  row "$c client(s): plain table (floor)" "$floor" "1.00" ""
-  row "$c client(s): lock-through-commit bound" "$bound" "$(ratio "$bound" "$floor")" ""
-  row "$c client(s): PL/pgSQL + pgcrypto chain" "$plpgsql" "$(ratio "$plpgsql" "$floor")" ""
-  if [ $c = 1 ]; then
-    r=$(ratio "$chain" "$floor"); row "1 client: pg_agentidp, global chain / floor" "$chain" "$r" ">=0.95 $(verdict "$r" 0.95)"
-    r=$(ratio "$perorg" "$floor"); row "1 client: pg_agentidp, per-org chains / floor" "$perorg" "$r" ""
-    floor_cpu=$(median ${runs[floor_cpu]}) chain_cpu=$(median ${runs[chain_cpu]})
-    row "1 client, synchronous_commit=off: floor" "$floor_cpu" "1.00" ""
-    r=$(ratio "$chain_cpu" "$floor_cpu"); row "1 client, synchronous_commit=off: global chain" "$chain_cpu" "$r" ""
-    us=$(awk -v a="$floor_cpu" -v b="$chain_cpu" 'BEGIN { printf "%.1f", 1e6 / b - 1e6 / a }')
-    row "  the trigger's CPU per transaction (us)" "$us" "" ""
-  else
-    r=$(ratio "$chain" "$bound"); row "8 clients: pg_agentidp, global chain / bound" "$chain" "$r" ">=0.95 $(verdict "$r" 0.95)"
-    r=$(ratio "$perorg" "$floor"); row "8 clients: pg_agentidp, per-org / floor" "$perorg" "$r" ">=0.80 $(verdict "$r" 0.80)"
-  fi
-  r=$(ratio "$chain" "$plpgsql"); row "$c client(s): pg_agentidp global / PL/pgSQL" "" "$r" ""
-  unset runs
+# One client: a commit is one fsync, whose latency drifts by 10% and more within minutes on a
+# shared disk, more than the trigger costs. So every configuration runs in the same pgbench run,
+# each transaction picking one at random: drift then falls on all of them alike, transaction by
+# transaction, and each one's tps is the inverse of its mean latency.
+fresh
+declare -A us=()
+for _ in $(seq "$rounds"); do
+  read -r a b c d <<<"$(latencies "$secs" "" floor chain plpgsql lock_bound)"
+  us[floor]+="$a " us[chain]+="$b " us[plpgsql]+="$c " us[bound]+="$d "
+  read -r a b <<<"$(latencies "$secs" "-c agentidp.chain_scope=org" floor chain)"
+  us[floor_org]+="$a " us[perorg]+="$b "
+  # Without the wait for fsync, what is left is CPU: the trigger's own cost.
+  read -r a b <<<"$(latencies "$secs" "-c synchronous_commit=off" floor chain)"
+  us[floor_cpu]+="$a " us[chain_cpu]+="$b "
 done
+for k in "${!us[@]}"; do us[$k]=$(median ${us[$k]}); done
+floor=$(as_tps "${us[floor]}")
+row "1 client: plain table (floor)" "$floor" "1.00" ""
+row "1 client: lock-through-commit bound" "$(as_tps "${us[bound]}")" "$(ratio "${us[floor]}" "${us[bound]}")" ""
+row "1 client: PL/pgSQL + pgcrypto chain" "$(as_tps "${us[plpgsql]}")" "$(ratio "${us[floor]}" "${us[plpgsql]}")" ""
+r=$(ratio "${us[floor]}" "${us[chain]}")
+row "1 client: pg_agentidp, global chain / floor" "$(as_tps "${us[chain]}")" "$r" ">=0.95 $(verdict "$r" 0.95)"
+r=$(ratio "${us[floor_org]}" "${us[perorg]}")
+row "1 client: pg_agentidp, per-org chains / floor" "$(as_tps "${us[perorg]}")" "$r" ""
+row "1 client: pg_agentidp global / PL/pgSQL" "" "$(ratio "${us[plpgsql]}" "${us[chain]}")" ""
+row "1 client, synchronous_commit=off: floor" "$(as_tps "${us[floor_cpu]}")" "1.00" ""
+r=$(ratio "${us[floor_cpu]}" "${us[chain_cpu]}")
+row "1 client, synchronous_commit=off: global chain" "$(as_tps "${us[chain_cpu]}")" "$r" ""
+row "  the trigger's CPU per transaction (us)" "$((us[chain_cpu] - us[floor_cpu]))" "" ""
+echo "(1 client: medians of $rounds runs of ${secs}s, all configurations in each run.)"
+unset us
+
+# Eight clients contend, each configuration in its own way: they run apart, in interleaved
+# rounds, and each figure is the median of the rounds.
+declare -A runs=()
+for _ in $(seq "$rounds"); do
+  runs[floor]+="$(tps floor 8) "
+  runs[chain]+="$(tps chain 8) "
+  runs[perorg]+="$(tps chain 8 "-c agentidp.chain_scope=org") "
+  runs[plpgsql]+="$(tps plpgsql 8) "
+  runs[bound]+="$(tps lock_bound 8) "
+done
+floor=$(median ${runs[floor]}) chain=$(median ${runs[chain]}) perorg=$(median ${runs[perorg]})
+plpgsql=$(median ${runs[plpgsql]}) bound=$(median ${runs[bound]})
+row "8 clients: plain table (floor)" "$floor" "1.00" ""
+row "8 clients: lock-through-commit bound" "$bound" "$(ratio "$bound" "$floor")" ""
+row "8 clients: PL/pgSQL + pgcrypto chain" "$plpgsql" "$(ratio "$plpgsql" "$floor")" ""
+r=$(ratio "$chain" "$bound"); row "8 clients: pg_agentidp, global chain / bound" "$chain" "$r" ">=0.95 $(verdict "$r" 0.95)"
+r=$(ratio "$perorg" "$floor"); row "8 clients: pg_agentidp, per-org / floor" "$perorg" "$r" ">=0.80 $(verdict "$r" 0.80)"
+row "8 clients: pg_agentidp global / PL/pgSQL" "" "$(ratio "$chain" "$plpgsql")" ""
+echo "(8 clients: medians of $rounds interleaved rounds of ${secs}s each.)"
+unset runs
 fi
 
 # seconds ARGS...: the server's time for the last statement, without the client's connection.
