@@ -145,14 +145,6 @@ impl Db {
         Ok(())
     }
 
-    /// [`Db::use_keys`] with `key` alone, no rotation in progress.
-    pub fn use_key(&self, key: &EncryptionKey) -> Result<(), DbSetupError> {
-        self.use_keys(&SessionKeys {
-            key: key.clone(),
-            old_keys: Vec::new(),
-        })
-    }
-
     /// The keys the pool's sessions carry.
     pub fn session_keys(&self) -> Option<SessionKeys> {
         self.sessions

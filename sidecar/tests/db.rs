@@ -19,7 +19,7 @@ use agentidp_sidecar::config::Config;
 use agentidp_sidecar::controls::{self, ControlId, ControlStatus, Outcome, Snapshot};
 use agentidp_sidecar::db::{self, ApiBackend, Db};
 use agentidp_sidecar::jobs::{self, JobContext};
-use agentidp_sidecar::key::{EncryptionKey, KeyOrigin, KeyState};
+use agentidp_sidecar::key::{EncryptionKey, KeyOrigin, KeyState, SessionKeys};
 use agentidp_sidecar::leader::{self, JOBS_LOCK_KEY};
 use agentidp_sidecar::metrics::Metrics;
 use agentidp_sidecar::snapshot::{self, SnapshotCell};
@@ -98,16 +98,31 @@ fn context(url: &str, db: Arc<Db>, extra: &[(&str, &str)], key_state: KeyState) 
     }
 }
 
-async fn session_key(db: &Db) -> Option<String> {
+/// The id of the key a pooled session encrypts with. Asked of the extension, not read from the
+/// setting: with the library preloaded, the setting shows the key's id, not the key.
+async fn session_key_id(db: &Db) -> Option<String> {
     let client = db.client().await.unwrap();
     client
-        .query_one(
-            "SELECT current_setting('agentidp.encryption_key', true)",
+        .query_opt(
+            "SELECT key_id FROM agentidp.agentidp_encryption_key_ids() WHERE key_role = 'current'",
             &[],
         )
         .await
         .unwrap()
-        .get(0)
+        .map(|row| row.get(0))
+}
+
+fn key_id(hex: &str) -> Option<String> {
+    Some(key(hex).id().to_string())
+}
+
+/// `key` alone in every pooled session, no rotation in progress.
+fn use_key(db: &Db, hex: &str) {
+    db.use_keys(&SessionKeys {
+        key: key(hex),
+        old_keys: Vec::new(),
+    })
+    .unwrap();
 }
 
 async fn control(db: &Db, id: ControlId) -> (String, Value) {
@@ -127,20 +142,20 @@ async fn pooled_sessions_carry_the_key_and_a_rotation_recycles_them() {
     let url = require_database!();
     let db = connect(&url);
     assert_eq!(
-        session_key(&db).await.unwrap_or_default(),
-        "",
+        session_key_id(&db).await,
+        None,
         "no key before one is loaded"
     );
 
-    db.use_key(&key(KEY_A)).unwrap();
-    assert_eq!(session_key(&db).await.as_deref(), Some(KEY_A));
+    use_key(&db, KEY_A);
+    assert_eq!(session_key_id(&db).await, key_id(KEY_A));
 
     // A session checked out across the rotation finishes with the old key and is not reused.
     let busy = db.client().await.unwrap();
-    db.use_key(&key(KEY_B)).unwrap();
+    use_key(&db, KEY_B);
     drop(busy);
     for _ in 0..4 {
-        assert_eq!(session_key(&db).await.as_deref(), Some(KEY_B));
+        assert_eq!(session_key_id(&db).await, key_id(KEY_B));
     }
 
     let client = db.client().await.unwrap();
@@ -201,7 +216,7 @@ async fn secrets_rotation_fails_on_an_expired_active_credential() {
     let _turn = SERIAL.lock().await;
     let db = connect(&url);
     // secret_hash is encrypted by the extension's trigger, which refuses plaintext without a key.
-    db.use_key(&key(KEY_A)).unwrap();
+    use_key(&db, KEY_A);
     let org = format!("sidecar-test-{}", uuid::Uuid::new_v4());
     let client = db.client().await.unwrap();
     let insert = "INSERT INTO agentidp.credentials (org_id, secret_hash, status, expires_at) \
@@ -320,7 +335,7 @@ async fn tls_and_encryption_controls_are_recorded() {
         attempted: true,
         configured: true,
     };
-    db.use_key(&key(KEY_A)).unwrap();
+    use_key(&db, KEY_A);
     let ctx = context(&url, db.clone(), &[], loaded);
     jobs::encryption_at_rest::run_once(&ctx).await.unwrap();
     let (status, detail) = control(&db, ControlId::EncryptionAtRest).await;
