@@ -22,6 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Debian's package starts a cluster of its own on 5432; ours use other ports, so leave it be.
 
+# The postgres user must own the clusters' parent directory, `cargo pgrx test --pgdata` included,
+# which creates its cluster there before any of ours has started.
+mkdir -p "$RUN_DIR" && chown postgres "$RUN_DIR"
+
 if ! cargo pgrx --version 2>/dev/null | grep -q "0.18.0"; then
   log "installing cargo-pgrx 0.18.0 (a few minutes)"
   cargo install cargo-pgrx --version 0.18.0 --locked
@@ -36,6 +40,5 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 st_venv=$RUN_DIR/schemathesis-venv
 if ! "$st_venv/bin/schemathesis" --version 2>/dev/null | grep -q 4.32.5; then
   log "installing schemathesis 4.32.5"
-  mkdir -p "$RUN_DIR"
   python3 -m venv --clear "$st_venv" && "$st_venv/bin/pip" install -q schemathesis==4.32.5
 fi
