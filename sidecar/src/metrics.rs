@@ -58,6 +58,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pub is_leader: IntGauge,
+    vault_token_expiry: GaugeVec,
+    vault_token_renewal_extends: IntGaugeVec,
     /// The last scrape's text and when it was encoded, served again for [`RENDER_TTL`]. Holding the
     /// lock while encoding makes concurrent scrapes share one encoding.
     rendered: Mutex<Option<(Instant, Bytes)>>,
@@ -139,6 +141,20 @@ impl Metrics {
                 "agentidp_is_leader",
                 "1 while this replica holds the job leadership lock",
             )?,
+            vault_token_expiry: GaugeVec::new(
+                Opts::new(
+                    "agentidp_vault_token_expiry_timestamp_seconds",
+                    "Unix time at which the sidecar's Vault token ends, as Vault last reported it; absent without Vault and for a token without a TTL",
+                ),
+                &[],
+            )?,
+            vault_token_renewal_extends: IntGaugeVec::new(
+                Opts::new(
+                    "agentidp_vault_token_renewal_extends",
+                    "1 while renewing the sidecar's Vault token extends its life; 0 when the token is not renewable or is near its maximum TTL, so that it will end; absent without Vault and for a token without a TTL",
+                ),
+                &[],
+            )?,
             registry,
             rendered: Mutex::new(None),
             render_ttl: RENDER_TTL,
@@ -158,6 +174,10 @@ impl Metrics {
         m.registry.register(Box::new(m.http_requests.clone()))?;
         m.registry.register(Box::new(m.http_duration.clone()))?;
         m.registry.register(Box::new(m.is_leader.clone()))?;
+        m.registry
+            .register(Box::new(m.vault_token_expiry.clone()))?;
+        m.registry
+            .register(Box::new(m.vault_token_renewal_extends.clone()))?;
         Ok(m)
     }
 
@@ -197,6 +217,17 @@ impl Metrics {
                 .with_label_values(&[name])
                 .set(now_unix);
         }
+    }
+
+    /// What Vault last said of the sidecar's token: when it ends, and whether renewing it still
+    /// pushes that back. Alerts read the two together: a token that will end, and soon.
+    pub fn record_vault_token(&self, expires_at_unix: f64, renewal_extends: bool) {
+        self.vault_token_expiry
+            .with_label_values::<&str>(&[])
+            .set(expires_at_unix);
+        self.vault_token_renewal_extends
+            .with_label_values::<&str>(&[])
+            .set(i64::from(renewal_extends));
     }
 
     /// Every replica derives its control gauges from the shared table, so they agree whichever

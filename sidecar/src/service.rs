@@ -92,7 +92,9 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         tasks.spawn(refresher.run(loaded, cancel.clone()));
     }
     if let KeySourceConfig::Vault(vault) = &config.key_source {
-        tasks.spawn(TokenRenewer::new(vault, config.vault_retry)?.run(cancel.clone()));
+        tasks.spawn(
+            TokenRenewer::new(vault, config.vault_retry, metrics.clone())?.run(cancel.clone()),
+        );
     }
 
     let snapshot = Arc::new(SnapshotCell::new(Snapshot::unknown(Utc::now())));

@@ -3,7 +3,8 @@
 //! vaultrs' own errors can carry the response body (and so a key or the token) in their source
 //! chain, so they are classified here and never formatted.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
@@ -11,6 +12,7 @@ use vaultrs::error::ClientError;
 
 use crate::config::{RetryPolicy, VaultConfig};
 use crate::key::{EncryptionKey, KeyLoadError, SessionKeys};
+use crate::metrics::Metrics;
 
 /// A slow Vault must not stall the refresh loop's backoff forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -152,15 +154,29 @@ pub struct TokenRenewer {
     client: VaultClient,
     addr: String,
     retry: RetryPolicy,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenRenewer {
-    pub fn new(config: &VaultConfig, retry: RetryPolicy) -> Result<TokenRenewer, KeyLoadError> {
+    pub fn new(
+        config: &VaultConfig,
+        retry: RetryPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Result<TokenRenewer, KeyLoadError> {
         Ok(TokenRenewer {
             client: client(config)?,
             addr: config.addr.clone(),
             retry,
+            metrics,
         })
+    }
+
+    fn record(&self, ttl: Duration, renewal_extends: bool) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .record_vault_token((now + ttl).as_secs_f64(), renewal_extends);
     }
 
     /// The typed answers hold the token (`id`, `client_token`), so only the lease is kept.
@@ -195,6 +211,7 @@ impl TokenRenewer {
                     return;
                 }
                 Ok(Lease::Fixed { ttl }) => {
+                    self.record(ttl, false);
                     tracing::warn!(
                         ttl_s = ttl.as_secs(),
                         "the Vault token is not renewable: key loads will fail with HTTP 403 once its TTL ends; issue a new VAULT_TOKEN and restart before then"
@@ -203,10 +220,12 @@ impl TokenRenewer {
                 }
                 Ok(Lease::Renewable { ttl }) => {
                     failures = 0;
+                    // Vault caps a renewal at the token's maximum TTL, so a shrinking TTL means
+                    // renewal no longer helps.
+                    let capped = renewing && last_ttl.is_some_and(|last| ttl < last);
+                    self.record(ttl, !capped);
                     if renewing {
-                        // Vault caps a renewal at the token's maximum TTL, so a shrinking TTL
-                        // means renewal no longer helps.
-                        if last_ttl.is_some_and(|last| ttl < last) {
+                        if capped {
                             tracing::warn!(
                                 ttl_s = ttl.as_secs(),
                                 "the Vault token is near its maximum TTL and renewal no longer extends it: issue a new VAULT_TOKEN and restart before it ends"

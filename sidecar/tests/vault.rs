@@ -7,7 +7,7 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentidp_sidecar::config::{RetryPolicy, VaultConfig};
 use agentidp_sidecar::controls::ControlStatus;
@@ -596,15 +596,34 @@ impl std::io::Write for Logs {
     }
 }
 
-fn renewer(server: &MockServer) -> TokenRenewer {
+fn renewer(server: &MockServer, metrics: &Arc<Metrics>) -> TokenRenewer {
     TokenRenewer::new(
         &vault_config(&server.uri()),
         RetryPolicy {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(100),
         },
+        metrics.clone(),
     )
     .unwrap()
+}
+
+/// The token's gauges as a scrape shows them: seconds until the token ends, and whether renewal
+/// extends it; `None` while they are absent.
+fn token_gauges(metrics: &Metrics) -> Option<(f64, f64)> {
+    let text = String::from_utf8(metrics.render().unwrap().to_vec()).unwrap();
+    let value = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let expiry = value("agentidp_vault_token_expiry_timestamp_seconds")?;
+    let extends = value("agentidp_vault_token_renewal_extends")?;
+    Some((expiry - now.as_secs_f64(), extends))
 }
 
 async fn requests_to(server: &MockServer, to: &str) -> usize {
@@ -642,8 +661,9 @@ async fn a_renewable_token_is_renewed_when_half_its_ttl_is_left() {
         .mount(&server)
         .await;
 
+    let metrics = Arc::new(Metrics::new().unwrap());
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(renewer(&server).run(cancel.clone()));
+    let task = tokio::spawn(renewer(&server, &metrics).run(cancel.clone()));
     // Renewal waits for half the 2s TTL; a wait can only run late, never early.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -651,9 +671,16 @@ async fn a_renewable_token_is_renewed_when_half_its_ttl_is_left() {
         0,
         "renewed too early"
     );
+    let (left, extends) = token_gauges(&metrics).expect("the looked-up token's gauges");
+    assert!((0.5..=2.0).contains(&left), "{left}s left of a 2s TTL");
+    assert_eq!(extends, 1.0);
     wait_for_log(&logs, "near its maximum TTL").await;
     cancel.cancel();
     task.await.unwrap();
+    // The capped renewal gave 1s: the token will end, and the gauges say so.
+    let (left, extends) = token_gauges(&metrics).expect("the renewed token's gauges");
+    assert!(left <= 1.0, "{left}s left of a 1s TTL");
+    assert_eq!(extends, 0.0);
 
     assert_eq!(requests_to(&server, RENEW_SELF).await, 2);
     let text = logs.text();
@@ -687,7 +714,8 @@ async fn renewal_failures_are_retried_and_logged_without_the_token() {
 
     let started = std::time::Instant::now();
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(renewer(&server).run(cancel.clone()));
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let task = tokio::spawn(renewer(&server, &metrics).run(cancel.clone()));
     wait_for_log(&logs, "Vault token renewed").await;
     // The first renewal waits for half the TTL (1s); the failed ones are retried with the backoff
     // (20ms, then 40ms), not after another half TTL each, which would take 3s in all.
@@ -728,14 +756,24 @@ async fn a_token_without_ttl_or_not_renewable_is_left_alone() {
             .respond_with(lookup_answer(ttl, renewable))
             .mount(&server)
             .await;
+        let metrics = Arc::new(Metrics::new().unwrap());
         // The renewer stops by itself, without a renewal.
         tokio::time::timeout(
             Duration::from_secs(10),
-            renewer(&server).run(CancellationToken::new()),
+            renewer(&server, &metrics).run(CancellationToken::new()),
         )
         .await
         .unwrap();
         assert_eq!(requests_to(&server, RENEW_SELF).await, 0);
         assert!(logs.text().contains(message), "{}", logs.text());
+        match token_gauges(&metrics) {
+            // Nothing ends, so nothing for an alert to count down.
+            None => assert_eq!(ttl, 0),
+            // A token that will end: when, and that renewal will not help.
+            Some((left, extends)) => {
+                assert!((3590.0..=3600.0).contains(&left), "{left}s left of 3600s");
+                assert_eq!(extends, 0.0);
+            }
+        }
     }
 }
