@@ -179,20 +179,18 @@ copy_chain="\\copy agentidp.audit_events (action, outcome, agent_id, org_id) FRO
 # A single run of each drifts by 20% and more on a shared VM: rounds, and the order within a
 # round alternating, so that neither side always loads into the other's dirty buffers.
 declare -A runs=()
+# timed_pair ROUND KEY SQL KEY SQL: times both statements, the first one first in odd rounds.
+timed_pair() {
+  if (($1 % 2)); then set -- "$2" "$3" "$4" "$5"; else set -- "$4" "$5" "$2" "$3"; fi
+  runs[$1]+="$(seconds -c "$2") "
+  runs[$3]+="$(seconds -c "$4") "
+}
 for round in $(seq "$rounds"); do
   fresh
-  if ((round % 2)); then
-    runs[floor]+="$(seconds -c "$insert_floor") " runs[chain]+="$(seconds -c "$insert_chain") "
-  else
-    runs[chain]+="$(seconds -c "$insert_chain") " runs[floor]+="$(seconds -c "$insert_floor") "
-  fi
+  timed_pair "$round" floor "$insert_floor" chain "$insert_chain"
   runs[half]+="$(seconds -c "TRUNCATE floor" -c "$insert_floor LIMIT $((rows / 2))") "
   fresh
-  if ((round % 2)); then
-    runs[copy_floor]+="$(seconds -c "$copy_floor") " runs[copy_chain]+="$(seconds -c "$copy_chain") "
-  else
-    runs[copy_chain]+="$(seconds -c "$copy_chain") " runs[copy_floor]+="$(seconds -c "$copy_floor") "
-  fi
+  timed_pair "$round" copy_floor "$copy_floor" copy_chain "$copy_chain"
 done
 rm -f "$copy_file"
 for k in "${!runs[@]}"; do runs[$k]=$(median_fmt %.3f ${runs[$k]}); done
