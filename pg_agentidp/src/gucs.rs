@@ -20,6 +20,7 @@ pub enum ChainScope {
 
 static CHAIN_SCOPE: GucSetting<ChainScope> = GucSetting::<ChainScope>::new(ChainScope::Global);
 static RESTORING: GucSetting<bool> = GucSetting::<bool>::new(false);
+static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Which format the column triggers and `agentidp_encrypt` write; both are always readable.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -70,6 +71,22 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SUSET and for one session only (see `session_only`): dropping the log must be a deliberate
+    // act of a superuser, never a standing configuration.
+    // SAFETY: the hook is #[pg_guard]ed and only reads its arguments.
+    unsafe {
+        GucRegistry::define_bool_guc_with_hooks(
+            c"agentidp.allow_drop",
+            c"Lets this session drop the audit log while it holds events.",
+            c"Off: DROP EXTENSION pg_agentidp, DROP SCHEMA agentidp and DROP TABLE of the log, its archive, anchors or checkpoints are refused while the log holds events. Set it with SET, in one session.",
+            &ALLOW_DROP,
+            GucContext::Suset,
+            GucFlags::DISALLOW_IN_FILE,
+            Some(session_only),
+            None,
+            None,
+        );
+    }
     // SUSET, like the scope: the format and the strictness are the deployment's policy, which a
     // session must not downgrade. Set them per database or in postgresql.conf.
     GucRegistry::define_enum_guc(
@@ -122,6 +139,40 @@ pub fn chain_scope() -> ChainScope {
 
 pub fn restoring() -> bool {
     RESTORING.get()
+}
+
+pub fn allow_drop() -> bool {
+    ALLOW_DROP.get()
+}
+
+/// Accepts a value only from the session itself (SET, connection options): ALTER ROLE/DATABASE
+/// ... SET and function SET clauses would turn a deliberate act into a standing one.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn session_only(
+    newval: *mut bool,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    use pgrx::pg_sys::GucSource::*;
+    // SAFETY: guc.c passes a valid pointer to the proposed value.
+    let turning_on = unsafe { *newval };
+    let allowed = !turning_on
+        || matches!(
+            source,
+            PGC_S_DEFAULT | PGC_S_DYNAMIC_DEFAULT | PGC_S_CLIENT | PGC_S_OVERRIDE | PGC_S_SESSION
+        );
+    if !allowed {
+        // SAFETY: a check hook may set these; guc.c reads and resets them when the hook returns.
+        unsafe {
+            pgrx::pg_sys::GUC_check_errcode(
+                pgrx::PgSqlErrorCode::ERRCODE_CANT_CHANGE_RUNTIME_PARAM as i32,
+            );
+            pgrx::pg_sys::GUC_check_errmsg_string = pgrx::pg_sys::pstrdup(
+                c"agentidp.allow_drop can only be turned on by a session, with SET".as_ptr(),
+            );
+        }
+    }
+    allowed
 }
 
 pub fn encryption_format() -> EncryptionFormat {

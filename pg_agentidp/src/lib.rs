@@ -8,6 +8,7 @@ mod append_only;
 mod chain_head;
 mod chain_trigger;
 mod column_triggers;
+mod ddl_guard;
 mod encryption;
 mod error;
 mod event_scan;
@@ -22,6 +23,11 @@ pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../../sql/triggers.sql", name = "triggers", finalize);
+pgrx::extension_sql_file!(
+    "../../sql/ddl_guard.sql",
+    name = "ddl_guard",
+    requires = ["schema"]
+);
 pgrx::extension_sql_file!(
     "../../sql/encryption.sql",
     name = "encryption",
@@ -38,6 +44,7 @@ pgrx::extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     chain_head::init();
+    ddl_guard::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

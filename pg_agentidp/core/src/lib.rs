@@ -6,4 +6,5 @@
 pub mod chain;
 pub mod chain_set;
 pub mod crypto;
+pub mod ddl;
 pub mod head_cache;
