@@ -12,6 +12,7 @@ STANDBY_PORT=5497
 SECRECY_PORT=5495
 API_PORT=5480
 CHAIN_BREAK_PORT=5484
+UPGRADE_PORT=5488
 suites_passed=0
 suites_failed=()
 
@@ -45,6 +46,7 @@ log "installing the extension and starting a test cluster on $TEST_PORT"
 # Prepared transactions: the concurrency suite commits one between a session's appends.
 if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactions = 4"; then
   suite regress bash tests/regress.sh "$TEST_PORT"
+  suite upgrade bash tests/upgrade.sh "$UPGRADE_PORT"
   suite concurrency bash tests/concurrency.sh "$TEST_PORT"
   suite restore bash tests/restore.sh "$TEST_PORT"
   suite standby bash tests/standby.sh "$TEST_PORT" "$STANDBY_PORT"

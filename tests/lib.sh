@@ -48,8 +48,12 @@ psql_at() {
   "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
 }
 
+# cargo pgrx installs this build's script and the upgrade scripts (pg_agentidp--A--B.sql). The
+# frozen install scripts of earlier releases go beside them, so that a release can still be
+# created as it shipped: the upgrade test starts from one.
 install_extension() {
-  (cd "$REPO/pg_agentidp" && cargo pgrx install --release --pg-config "$PG_CONFIG")
+  (cd "$REPO/pg_agentidp" && cargo pgrx install --release --pg-config "$PG_CONFIG") &&
+    install -m 644 "$REPO"/sql/pg_agentidp--[0-9]*.[0-9]*.[0-9]*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # check NAME EXPECTED ACTUAL: one assertion; failures are counted, not fatal, so a run reports all.
