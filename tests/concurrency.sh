@@ -54,9 +54,12 @@ cut=$(psql_at "$port" -d "$db" -At <<'SQL'
 SET agentidp.chain_scope = global;
 INSERT INTO agentidp.audit_events (action, outcome) VALUES ('hint', 'success');
 INSERT INTO agentidp.audit_events (action, outcome) VALUES ('hint', 'success');
-BEGIN;
 ALTER TABLE agentidp.audit_events DISABLE TRIGGER agentidp_append_only;
-DELETE FROM agentidp.audit_events WHERE chain_id = 'global' AND action = 'hint';
+BEGIN;
+-- The tail cut: the hints, and the record of the DISABLE above, appended after them.
+DELETE FROM agentidp.audit_events WHERE chain_id = 'global'
+   AND seq >= (SELECT min(seq) FROM agentidp.audit_events WHERE chain_id = 'global' AND action = 'hint');
+-- Recorded before it runs: that record too follows the real head.
 ALTER TABLE agentidp.audit_events ENABLE ALWAYS TRIGGER agentidp_append_only;
 COMMIT;
 INSERT INTO agentidp.audit_events (action, outcome) VALUES ('after the cut', 'success')

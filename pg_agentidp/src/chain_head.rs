@@ -110,6 +110,14 @@ pub fn forget_heads(events: pg_sys::Relation) {
     draw_ticket(events);
 }
 
+/// Stales what this backend knows of committed heads, so that its next first append to a chain
+/// in a transaction reads the head. Before a record of a change to the log's protection: a
+/// superuser who cut the tail with the guards off drew no ticket, and the record must follow the
+/// real head, not the one this backend last committed.
+pub fn forget_known_heads() {
+    KNOWN.with_borrow_mut(HeadCache::invalidate);
+}
+
 /// Takes the chain's transaction-scoped advisory lock, then reads its head as committed now,
 /// unless this backend knows it to be current.
 ///

@@ -14,6 +14,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use crate::chain_head;
 use crate::error::raise;
 use crate::gucs;
 
@@ -400,6 +401,7 @@ fn chain_fires() -> bool {
 }
 
 fn append(tag: &str, record: &Record) {
+    chain_head::forget_known_heads();
     let result = Spi::run_with_args(
         "INSERT INTO agentidp.audit_events (action, outcome, metadata)
          VALUES ($1, 'success', jsonb_build_object(

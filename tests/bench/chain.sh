@@ -30,7 +30,8 @@ psql_at "$port" -d postgres -c "CREATE DATABASE $db"
 q -c "CREATE EXTENSION pg_agentidp" >/dev/null
 
 fresh() {
-  q -c "DROP EXTENSION IF EXISTS pg_agentidp CASCADE" -c "CREATE EXTENSION pg_agentidp" \
+  q -c "SET agentidp.allow_drop = on" -c "DROP EXTENSION IF EXISTS pg_agentidp CASCADE" \
+    -c "RESET agentidp.allow_drop" -c "CREATE EXTENSION pg_agentidp" \
     -c "DROP TABLE IF EXISTS floor" -c "DROP SEQUENCE IF EXISTS floor_seq" \
     -c "CREATE TABLE floor (LIKE agentidp.audit_events INCLUDING ALL)" \
     -c "CREATE SEQUENCE floor_seq" \
