@@ -49,15 +49,26 @@ pub fn is_sealed(value: &str) -> bool {
 
 /// Raises `e` as an ERROR with the SQLSTATE an operator can act on.
 pub fn raise_crypto(e: CryptoError) -> ! {
+    let (code, hint) = sqlstate_and_hint(&e);
+    raise(code, e.to_string(), hint)
+}
+
+/// The SQLSTATE and hint `e` is reported with, as an ERROR or by a setting's check hook.
+pub fn sqlstate_and_hint(e: &CryptoError) -> (PgSqlErrorCode, Option<&'static str>) {
     use PgSqlErrorCode::*;
-    let (code, hint) = match &e {
+    match e {
         CryptoError::KeyMissing => (
             ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Some("Set it in the connection options: -c agentidp.encryption_key=<64 hex digits>. See docs/encryption-runbook.md."),
         ),
-        CryptoError::InvalidKey(_) => (
+        CryptoError::InvalidKey(_) | CryptoError::InvalidOldKey { .. } => (
             ERRCODE_INVALID_PARAMETER_VALUE,
             Some("Generate a key with: openssl rand -hex 32"),
+        ),
+        // As pg_stat_statements reports "must be loaded via shared_preload_libraries".
+        CryptoError::KeyReadableBeforeLoad(_) => (
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Some("Add pg_agentidp to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'pg_agentidp') and restart PostgreSQL: preloaded, the key settings are hidden before a session can read them. See docs/encryption-runbook.md."),
         ),
         CryptoError::KeyMismatch | CryptoError::AuthenticationFailed => (
             ERRCODE_DATA_EXCEPTION,
@@ -72,8 +83,7 @@ pub fn raise_crypto(e: CryptoError) -> ! {
         CryptoError::TooLong => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, None),
         CryptoError::RandomUnavailable => (ERRCODE_SYSTEM_ERROR, None),
         _ => (ERRCODE_INTERNAL_ERROR, None),
-    };
-    raise(code, e.to_string(), hint)
+    }
 }
 
 /// Encrypts `plaintext` under the current key, in the format `agentidp.encryption_format` names.

@@ -106,8 +106,12 @@ pub fn init() {
         GucFlags::default(),
     );
     // USERSET: the sidecar, ideally not a superuser, sets the key in its connection options.
-    // SAFETY: the hooks are #[pg_guard]ed and only read the new value and the key cache.
-    unsafe {
+    // A value set before the library was loaded (a placeholder, which SHOW prints) reaches the
+    // check hooks while they are defined; `keys::defining` has them refuse it unless the library
+    // was preloaded, see keys.rs.
+    // SAFETY: the hooks are #[pg_guard]ed; they read the new value and the key cache, and
+    // record a refusal in keys.rs's thread-locals.
+    keys::defining(|| unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"agentidp.encryption_key",
             c"The column-encryption key: 64 hex digits. Set it in the connection options only.",
@@ -130,7 +134,7 @@ pub fn init() {
             None,
             Some(keys::show_old_keys),
         );
-    }
+    });
 }
 
 pub fn chain_scope() -> ChainScope {

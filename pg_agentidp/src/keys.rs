@@ -5,17 +5,30 @@
 //! here is built from `agentidp-core`'s errors, which describe a bad key without quoting it.
 //! PostgreSQL's own rejection message (`invalid value for parameter "...": "<value>"`) quotes the
 //! value; a check hook that sets `GUC_check_errmsg_string` replaces it.
+//!
+//! A wrong setup fails closed. Without the library in `shared_preload_libraries`, a key set in
+//! the connection options is a placeholder, readable with `SHOW`, until a statement loads the
+//! library; PostgreSQL then hands the value to the check hook while `gucs::init` defines the
+//! setting. The hook applies `agentidp_core::crypto::key_setting::at_load`: such a value is
+//! refused (PostgreSQL drops it with our WARNING), as is one that is not a key, and the refusal is
+//! remembered, so that a call finding the setting empty reports it (`on_use`) instead of
+//! "No encryption key configured". Nothing of the value is kept.
 
-use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CString};
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::thread::LocalKey;
 
-use agentidp_core::crypto::{CryptoError, EncryptionKey, InvalidKeyReason};
+use agentidp_core::crypto::key_setting::{self, OnUse};
+use agentidp_core::crypto::{CryptoError, EncryptionKey, KeySetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::encryption::raise_crypto;
+use crate::encryption::{raise_crypto, sqlstate_and_hint};
 use crate::gucs;
+
+/// The library's name in `session_preload_libraries` and the like.
+const LIBRARY: &str = "pg_agentidp";
 
 /// A parsed setting and the bytes it was parsed from (wiped when replaced).
 struct Cached<T> {
@@ -28,9 +41,67 @@ thread_local! {
     static OLDS: RefCell<Option<Cached<Vec<EncryptionKey>>>> = const { RefCell::new(None) };
     /// What the show hooks last returned: guc.c only reads it before the next call.
     static SHOWN: RefCell<CString> = RefCell::new(CString::default());
+    /// While `gucs::init` defines the key settings: whether the library was loaded before the
+    /// session could run a statement. A check hook called then judges a value set before the
+    /// setting existed.
+    static DEFINING: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Why the value each setting held when the library loaded was refused, if it was.
+    static REFUSED_CURRENT: RefCell<Option<CryptoError>> = const { RefCell::new(None) };
+    static REFUSED_OLDS: RefCell<Option<CryptoError>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the current key and the old keys. `KeyMissing` when no key is set.
+/// Runs `define`, which defines the key settings, with their check hooks judging the values the
+/// settings held before they existed.
+pub fn defining(define: impl FnOnce()) {
+    /// Ends the definition even if `define` raises.
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            DEFINING.set(None);
+        }
+    }
+    DEFINING.set(Some(loaded_before_statements()));
+    let _done = Done;
+    define();
+}
+
+/// Whether this backend loads the library before any statement could read a placeholder:
+/// `shared_preload_libraries` (in the postmaster), or `session_preload_libraries` and
+/// `local_preload_libraries`, which load it at the session's start, after its connection options
+/// are set and before its first statement (when no statement is running). Any other load comes
+/// from a statement: `LOAD`, `CREATE EXTENSION`, or a first call of one of its functions.
+fn loaded_before_statements() -> bool {
+    // SAFETY: plain reads of globals of this backend's own (only) thread; the strings are guc.c's
+    // current values, alive until those settings change, which nothing here does.
+    unsafe {
+        if pg_sys::process_shared_preload_libraries_in_progress {
+            return true;
+        }
+        let names_us = |list: *const c_char| {
+            !list.is_null()
+                && key_setting::lists_library(&CStr::from_ptr(list).to_string_lossy(), LIBRARY)
+        };
+        pg_sys::debug_query_string.is_null()
+            && (names_us(pg_sys::session_preload_libraries_string)
+                || names_us(pg_sys::local_preload_libraries_string))
+    }
+}
+
+fn refusal(setting: KeySetting) -> &'static LocalKey<RefCell<Option<CryptoError>>> {
+    match setting {
+        KeySetting::Current => &REFUSED_CURRENT,
+        KeySetting::Old => &REFUSED_OLDS,
+    }
+}
+
+/// `key_setting::on_use` for `setting`, whose value now is `value`.
+fn on_use(setting: KeySetting, value: &[u8]) -> OnUse {
+    refusal(setting)
+        .with_borrow(|refused| key_setting::on_use(setting, value.is_empty(), refused.as_ref()))
+}
+
+/// Runs `f` with the current key and the old keys. `KeyMissing` when no key is set, or why the
+/// value the session gave before the library loaded was refused.
 ///
 /// The cache is keyed by the setting's contents, not its address: guc.c frees replaced values,
 /// so a later value can land at an earlier one's address.
@@ -40,11 +111,13 @@ pub fn with_keys<R>(
     with_current(|current| with_olds(|olds| f(current, olds)))?
 }
 
-/// Runs `f` with the current key. `KeyMissing` when no key is set.
+/// Runs `f` with the current key. `KeyMissing` when no key is set (or the refusal at load).
 pub fn with_current<R>(f: impl FnOnce(&EncryptionKey) -> R) -> Result<R, CryptoError> {
     gucs::with_encryption_key(|setting| {
-        if setting.is_empty() {
-            return Err(CryptoError::KeyMissing);
+        match on_use(KeySetting::Current, setting) {
+            OnUse::Parse => {}
+            OnUse::Refuse(e) => return Err(e),
+            OnUse::NoKeys => return Err(CryptoError::KeyMissing),
         }
         CURRENT.with_borrow_mut(|cache| {
             let hit = cache
@@ -62,18 +135,21 @@ pub fn with_current<R>(f: impl FnOnce(&EncryptionKey) -> R) -> Result<R, CryptoE
     })
 }
 
-/// Runs `f` with the old keys, in the order the setting lists them (possibly none).
+/// Runs `f` with the old keys, in the order the setting lists them (possibly none; or the
+/// refusal at load).
 pub fn with_olds<R>(f: impl FnOnce(&[EncryptionKey]) -> R) -> Result<R, CryptoError> {
     gucs::with_encryption_old_keys(|setting| {
-        if setting.is_empty() {
-            return Ok(f(&[]));
+        match on_use(KeySetting::Old, setting) {
+            OnUse::Parse => {}
+            OnUse::Refuse(e) => return Err(e),
+            OnUse::NoKeys => return Ok(f(&[])),
         }
         OLDS.with_borrow_mut(|cache| {
             let hit = cache
                 .as_ref()
                 .is_some_and(|c| c.setting.as_slice() == setting);
             if !hit {
-                let parsed = parse_old_keys(setting).map_err(|(_, e)| e)?;
+                let parsed = parse_old_keys(setting)?;
                 *cache = Some(Cached {
                     parsed,
                     setting: Zeroizing::new(setting.to_vec()),
@@ -91,33 +167,25 @@ fn parse_key(setting: &[u8]) -> Result<EncryptionKey, CryptoError> {
     EncryptionKey::from_hex(&text)
 }
 
-/// Parses a comma-separated list; blanks around entries and empty entries are ignored. On error,
-/// the 1-based position of the bad entry.
-fn parse_old_keys(setting: &[u8]) -> Result<Vec<EncryptionKey>, (usize, CryptoError)> {
+/// Parses a comma-separated list; blanks around entries and empty entries are ignored. A bad
+/// entry is `InvalidOldKey` with its 1-based position.
+fn parse_old_keys(setting: &[u8]) -> Result<Vec<EncryptionKey>, CryptoError> {
     setting
         .split(|&b| b == b',')
         .map(|entry| entry.trim_ascii())
         .filter(|entry| !entry.is_empty())
         .enumerate()
-        .map(|(i, entry)| parse_key(entry).map_err(|e| (i + 1, e)))
+        .map(|(i, entry)| {
+            parse_key(entry).map_err(|e| match e {
+                CryptoError::InvalidKey(reason) => CryptoError::InvalidOldKey {
+                    position: i + 1,
+                    reason,
+                },
+                other => other,
+            })
+        })
         .collect()
 }
-
-/// The message for a bad old key: the library's, with the entry's position.
-fn old_key_message(position: usize, e: &CryptoError) -> String {
-    match e {
-        CryptoError::InvalidKey(reason) => old_key_invalid(position, *reason),
-        other => format!("agentidp.encryption_old_keys entry {position}: {other}"),
-    }
-}
-
-fn old_key_invalid(position: usize, reason: InvalidKeyReason) -> String {
-    format!(
-        "Invalid encryption key in agentidp.encryption_old_keys (entry {position}: {reason}): expected a 64-character hex string"
-    )
-}
-
-const KEY_HINT: &str = "Generate a key with: openssl rand -hex 32";
 
 /// Where a value may come from. The others would store it where other roles, or the server log,
 /// can read it: postgresql.conf and ALTER SYSTEM (logged as "parameter ... changed to" on
@@ -145,6 +213,31 @@ unsafe fn reject(code: PgSqlErrorCode, message: &str, hint: &str) -> bool {
         pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr());
     }
     false
+}
+
+/// Rejects with `e`'s message, SQLSTATE and hint, as a call would raise it.
+///
+/// # Safety
+/// As [`reject`].
+unsafe fn reject_with(e: &CryptoError) -> bool {
+    let (code, hint) = sqlstate_and_hint(e);
+    unsafe { reject(code, &e.to_string(), hint.unwrap_or_default()) }
+}
+
+/// The check hooks' verdict on a value that parsed as `parsed`. While the settings are being
+/// defined, the value was there before them: `key_setting::at_load` decides, and a refusal is
+/// remembered (the first, should guc.c re-apply several values).
+fn verdict(setting: KeySetting, parsed: Result<(), CryptoError>) -> Result<(), CryptoError> {
+    let Some(loaded_before_statements) = DEFINING.get() else {
+        return parsed;
+    };
+    let verdict = key_setting::at_load(setting, loaded_before_statements, parsed);
+    if let Err(e) = &verdict {
+        refusal(setting).with_borrow_mut(|refused| {
+            refused.get_or_insert_with(|| e.clone());
+        });
+    }
+    verdict
 }
 
 /// # Safety
@@ -188,18 +281,12 @@ pub unsafe extern "C-unwind" fn check_key(
     if value.is_empty() {
         return true;
     }
-    if !unsafe { check_source(source, "agentidp.encryption_key") } {
+    if !unsafe { check_source(source, KeySetting::Current.name()) } {
         return false;
     }
-    match parse_key(value) {
-        Ok(_) => true,
-        Err(e) => unsafe {
-            reject(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                &e.to_string(),
-                KEY_HINT,
-            )
-        },
+    match verdict(KeySetting::Current, parse_key(value).map(drop)) {
+        Ok(()) => true,
+        Err(e) => unsafe { reject_with(&e) },
     }
 }
 
@@ -215,20 +302,17 @@ pub unsafe extern "C-unwind" fn check_old_keys(
     if value.is_empty() {
         return true;
     }
-    if !unsafe { check_source(source, "agentidp.encryption_old_keys") } {
+    if !unsafe { check_source(source, KeySetting::Old.name()) } {
         return false;
     }
-    match parse_old_keys(value) {
-        Ok(_) => true,
-        Err((position, e)) => unsafe {
-            reject(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                &old_key_message(position, &e),
-                KEY_HINT,
-            )
-        },
+    match verdict(KeySetting::Old, parse_old_keys(value).map(drop)) {
+        Ok(()) => true,
+        Err(e) => unsafe { reject_with(&e) },
     }
 }
+
+/// Shown for an empty setting whose value at load was refused.
+const SHOWN_REFUSED: &str = "(not set: the value set before the library was loaded was refused)";
 
 /// What SHOW prints to roles allowed to look: which key is loaded, never the key.
 #[pg_guard]
@@ -236,6 +320,7 @@ pub extern "C-unwind" fn show_key() -> *const c_char {
     let shown = match with_current(|key| key.id().to_string()) {
         Ok(id) => format!("(set: key id {id})"),
         Err(CryptoError::KeyMissing) => String::new(),
+        Err(_) if gucs::with_encryption_key(<[u8]>::is_empty) => SHOWN_REFUSED.to_owned(),
         Err(_) => "(set: not a valid key)".to_owned(),
     };
     remember(shown)
@@ -247,6 +332,7 @@ pub extern "C-unwind" fn show_old_keys() -> *const c_char {
     {
         Ok(ids) if ids.is_empty() => String::new(),
         Ok(ids) => format!("(set: key ids {})", ids.join(", ")),
+        Err(_) if gucs::with_encryption_old_keys(<[u8]>::is_empty) => SHOWN_REFUSED.to_owned(),
         Err(_) => "(set: not a valid list of keys)".to_owned(),
     };
     remember(shown)
@@ -275,19 +361,11 @@ fn agentidp_encryption_key_ids() -> TableIterator<
         Err(CryptoError::KeyMissing) => None,
         Err(e) => raise_crypto(e),
     };
-    let olds = gucs::with_encryption_old_keys(parse_old_keys).unwrap_or_else(|(position, e)| {
-        crate::error::raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            old_key_message(position, &e),
-            Some(KEY_HINT),
-        )
-    });
-    let olds = olds.iter().enumerate().map(|(i, key)| {
-        (
-            "old",
-            i32::try_from(i + 1).unwrap_or(i32::MAX),
-            key.id().to_string(),
-        )
-    });
+    let olds = with_olds(|olds| olds.iter().map(|k| k.id().to_string()).collect::<Vec<_>>())
+        .unwrap_or_else(|e| raise_crypto(e));
+    let olds = olds
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| ("old", i32::try_from(i + 1).unwrap_or(i32::MAX), id));
     TableIterator::new(current.into_iter().chain(olds).collect::<Vec<_>>())
 }

@@ -41,7 +41,7 @@ fn classify(value: &str, context: &str) -> Option<KeyState> {
                 None
             }
         }
-        Err(e @ CryptoError::InvalidKey(_)) => raise_crypto(e),
+        Err(e) if e.is_setting_error() => raise_crypto(e),
         Err(_) => Some(KeyState::Undecryptable),
     }
 }

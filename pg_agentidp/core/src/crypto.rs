@@ -54,11 +54,13 @@ mod b64;
 mod cbc_format;
 mod gcm_format;
 mod key;
+pub mod key_setting;
 
 use std::borrow::Cow;
 use std::fmt;
 
 pub use key::{EncryptionKey, KeyId, KEY_HEX_LEN};
+pub use key_setting::KeySetting;
 
 /// Length of the seed format's IV.
 pub const CBC_IV_LEN: usize = 16;
@@ -170,6 +172,23 @@ pub enum CryptoError {
     #[error("Invalid encryption key ({0}): expected a 64-character hex string")]
     InvalidKey(InvalidKeyReason),
 
+    /// `InvalidKey` for entry `position` (1-based) of `agentidp.encryption_old_keys`.
+    #[error(
+        "Invalid encryption key in agentidp.encryption_old_keys (entry {position}: {reason}): expected a 64-character hex string"
+    )]
+    InvalidOldKey {
+        position: usize,
+        reason: InvalidKeyReason,
+    },
+
+    /// The setting held a value before a statement of the session loaded the library: until
+    /// then it was an unprotected placeholder that anyone running SQL in the session could read.
+    /// See [`key_setting`].
+    #[error(
+        "{0} refused: it was set before the pg_agentidp library was loaded, when SHOW could read it back"
+    )]
+    KeyReadableBeforeLoad(KeySetting),
+
     /// A seed-format value did not decrypt to padded UTF-8 under any of the keys tried.
     #[error("AES-256-CBC decryption failed — possible key mismatch")]
     KeyMismatch,
@@ -196,6 +215,20 @@ pub enum CryptoError {
 
     #[error("value too long to encrypt")]
     TooLong,
+}
+
+impl CryptoError {
+    /// Whether the session's key settings are at fault rather than a value: until they are fixed,
+    /// no value can be encrypted or decrypted, so callers raise these instead of classifying the
+    /// value (`KeyMissing`, which callers handle on their own, is not one).
+    pub fn is_setting_error(&self) -> bool {
+        matches!(
+            self,
+            CryptoError::InvalidKey(_)
+                | CryptoError::InvalidOldKey { .. }
+                | CryptoError::KeyReadableBeforeLoad(_)
+        )
+    }
 }
 
 /// Whether `value` is a well-formed value of either format. Never decrypts; cheap enough to call

@@ -7,7 +7,7 @@ use aes_gcm::{Aes256Gcm, KeyInit};
 use agentidp_core::crypto::{
     decrypt, decrypt_with_any, encrypt, encrypt_cbc_with_iv, encrypt_gcm_with_nonce, identify,
     is_encrypted, CryptoError, Decrypted, EncryptionKey, Envelope, Format, InvalidKeyReason,
-    KeyUsed,
+    KeySetting, KeyUsed,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -49,6 +49,19 @@ fn error_texts_are_exactly_the_specified_ones() {
             CryptoError::InvalidKey(InvalidKeyReason::NotHex { position: 5 }),
             "Invalid encryption key (character 5 is not a hex digit): expected a 64-character \
              hex string",
+        ),
+        (
+            CryptoError::InvalidOldKey {
+                position: 2,
+                reason: InvalidKeyReason::WrongLength { chars: 4 },
+            },
+            "Invalid encryption key in agentidp.encryption_old_keys (entry 2: got 4 characters): \
+             expected a 64-character hex string",
+        ),
+        (
+            CryptoError::KeyReadableBeforeLoad(KeySetting::Current),
+            "agentidp.encryption_key refused: it was set before the pg_agentidp library was \
+             loaded, when SHOW could read it back",
         ),
         (
             CryptoError::KeyMismatch,
