@@ -13,6 +13,7 @@ SECRECY_PORT=5495
 API_PORT=5480
 CHAIN_BREAK_PORT=5484
 UPGRADE_PORT=5488
+NO_PRELOAD_PORT=5486
 suites_passed=0
 suites_failed=()
 
@@ -43,8 +44,10 @@ suite docs bash tests/docs.sh
 suite pg_test bash -c "cd pg_agentidp && cargo pgrx test pg15 --runas postgres --pgdata '$RUN_DIR/pgrx-test'"
 
 log "installing the extension and starting a test cluster on $TEST_PORT"
-# Prepared transactions: the concurrency suite commits one between a session's appends.
-if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactions = 4"; then
+# Prepared transactions: the concurrency suite commits one between a session's appends. Preloaded,
+# as production must be: without it a key passed in the connection options is refused.
+if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactions = 4" \
+    "shared_preload_libraries = 'pg_agentidp'"; then
   suite regress bash tests/regress.sh "$TEST_PORT"
   suite upgrade bash tests/upgrade.sh "$UPGRADE_PORT"
   suite concurrency bash tests/concurrency.sh "$TEST_PORT"
@@ -54,6 +57,7 @@ if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactio
   suite encryption_openssl bash tests/encryption_openssl.sh "$TEST_PORT"
   suite encryption_rotation bash tests/encryption_rotation.sh "$TEST_PORT"
   suite encryption_secrecy bash tests/encryption_secrecy.sh "$SECRECY_PORT"
+  suite encryption_no_preload bash tests/encryption_no_preload.sh "$NO_PRELOAD_PORT"
   # These start clusters and sidecars of their own, with the installed extension.
   suite sidecar_api bash tests/sidecar_api.sh "$API_PORT"
   suite chain_break bash tests/chain_break.sh "$CHAIN_BREAK_PORT" 3930 9091

@@ -59,11 +59,12 @@ check "new events continue the restored chains" t "$(q restore_dst \
   -c "SELECT verified FROM agentidp.agentidp_verify_chain()" | tail -1)"
 check "control status is the sidecar's to refill, not dumped" 5 \
   "$(q restore_dst -c "SELECT count(*) FROM agentidp.control_status")"
-# A role that is not a superuser can set the name before the library loads (PostgreSQL keeps
-# unknown settings as placeholders), but the value is dropped when it loads: the row is chained.
+# A role that is not a superuser may not turn the setting on. With the library preloaded SET is
+# refused; without it, the name is a placeholder until the library loads, which then drops the
+# value. Either way the row that follows, in the same session, is chained.
 q restore_dst -c "CREATE ROLE restore_probe" -c "GRANT USAGE ON SCHEMA agentidp TO restore_probe" \
   -c "GRANT INSERT ON agentidp.audit_events TO restore_probe" >/dev/null
-q restore_dst -c "SET ROLE restore_probe" -c "SET agentidp.restoring = on" \
+q restore_dst -v ON_ERROR_STOP=0 -c "SET ROLE restore_probe" -c "SET agentidp.restoring = on" \
   -c "INSERT INTO agentidp.audit_events (action, outcome, chain_id, seq, prev_hash, hash)
       VALUES ('forged', 'success', 'forged', 7, '\\x00', '\\x01')" > /dev/null 2>&1
 check "a role that is not a superuser cannot keep chain columns" "1|0|t" \
