@@ -61,6 +61,7 @@ if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactio
   # These start clusters and sidecars of their own, with the installed extension.
   suite sidecar_api bash tests/sidecar_api.sh "$API_PORT"
   suite chain_break bash tests/chain_break.sh "$CHAIN_BREAK_PORT" 3930 9091
+  suite packages bash tests/packages.sh 5482
 else
   suites_failed+=("install")
 fi
