@@ -14,7 +14,7 @@ use crate::error::raise;
 use crate::event_scan::{
     Columns, JsonbText, Values, CHAIN_ID, HASH, OCCURRED_AT, ORG_ID, PREV_HASH, SEQ,
 };
-use crate::gucs::{self, ChainScope};
+use crate::gucs;
 
 /// Per-call-site state, kept in `fn_extra` for the statement: column positions resolved once,
 /// and buffers reused for every row.
@@ -116,14 +116,7 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
             nulls: site.nulls.as_ptr(),
         };
         let org_id = row.bytes(ORG_ID);
-        chain_id.clear();
-        match (gucs::chain_scope(), org_id) {
-            (ChainScope::Org, Some(org)) => {
-                chain_id.extend_from_slice(b"org:");
-                chain_id.extend_from_slice(org);
-            }
-            _ => chain_id.extend_from_slice(b"global"),
-        }
+        chain::chain_id_into(gucs::chain_scope(), org_id, &mut chain_id);
         let occurred_at = row.datum(OCCURRED_AT).expect("occurred_at is NOT NULL");
         if chain::unix_micros_from_postgres(occurred_at.value() as i64).is_none() {
             raise(
@@ -149,10 +142,8 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
             attnums[PREV_HASH],
             attnums[HASH],
         ];
-        // SAFETY: chain ids are built from text columns and are valid UTF-8.
-        let chain_text = std::str::from_utf8_unchecked(&chain_id);
         let mut repl_values = [
-            chain_text.into_datum().expect("text datum"),
+            text_datum(&chain_id),
             seq.into_datum().expect("int8 datum"),
             prev_hash.as_slice().into_datum().expect("bytea datum"),
             hash.as_slice().into_datum().expect("bytea datum"),
@@ -171,4 +162,15 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         );
         pg_sys::Datum::from(new_tuple)
     }
+}
+
+/// A `text` datum holding `bytes` as they are, in the current memory context. The chain id is the
+/// org id's bytes behind a prefix, so it is in the server encoding whenever the org id is; no
+/// UTF-8 check is needed (or made) to store it back into a text column.
+fn text_datum(bytes: &[u8]) -> pg_sys::Datum {
+    let len = i32::try_from(bytes.len()).expect("a chain id is shorter than a PostgreSQL field");
+    // SAFETY: `bytes` is a live slice of `len` bytes; the function copies them into a fresh
+    // palloc'd varlena and reads nothing past them.
+    let text = unsafe { pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), len) };
+    pg_sys::Datum::from(text)
 }

@@ -2,6 +2,7 @@
 
 use std::ffi::{CStr, CString};
 
+use agentidp_core::chain;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 use crate::keys;
@@ -13,7 +14,7 @@ pub enum ChainScope {
     #[name = c"global"]
     Global,
     /// One chain per organisation, `org:<org_id>`, so that unrelated orgs never wait on one
-    /// lock; events without an org stay on `global`.
+    /// lock; events without an org (`org_id` NULL or empty) stay on `global`.
     #[name = c"org"]
     Org,
 }
@@ -137,8 +138,12 @@ pub fn init() {
     });
 }
 
-pub fn chain_scope() -> ChainScope {
-    CHAIN_SCOPE.get()
+/// The scope in `agentidp-core`'s terms, which derives the chain id from it.
+pub fn chain_scope() -> chain::ChainScope {
+    match CHAIN_SCOPE.get() {
+        ChainScope::Global => chain::ChainScope::Global,
+        ChainScope::Org => chain::ChainScope::Org,
+    }
 }
 
 pub fn restoring() -> bool {

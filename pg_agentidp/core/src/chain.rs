@@ -102,6 +102,47 @@ pub fn unix_micros_from_postgres(pg_micros: i64) -> Option<i64> {
     pg_micros.checked_add(POSTGRES_EPOCH_UNIX_MICROS)
 }
 
+/// The chain id of every event outside an org chain.
+pub const GLOBAL_CHAIN_ID: &[u8] = b"global";
+
+/// What an org chain's id starts with; the org id follows.
+pub const ORG_CHAIN_PREFIX: &[u8] = b"org:";
+
+/// How events are split into chains (`agentidp.chain_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChainScope {
+    /// One chain, [`GLOBAL_CHAIN_ID`].
+    Global,
+    /// One chain per organisation, `org:<org_id>`; events without an org stay on `global`.
+    Org,
+}
+
+/// Writes the id of the chain an event with `org_id` joins under `scope` into `out`, replacing
+/// its contents. `out` is reused across rows, so the insert path allocates nothing once it has
+/// grown to fit.
+///
+/// The id is hashed into the event's preimage. Under [`ChainScope::Org`], an event with no org
+/// joins `global`, and so does one whose `org_id` is the empty string: it is "no org" too, not a
+/// chain named `org:`. The org id's bytes are copied as they are, so the id is text whenever the
+/// org id is.
+pub fn chain_id_into(scope: ChainScope, org_id: Option<&[u8]>, out: &mut Vec<u8>) {
+    out.clear();
+    match (scope, org_id) {
+        (ChainScope::Org, Some(org)) if !org.is_empty() => {
+            out.extend_from_slice(ORG_CHAIN_PREFIX);
+            out.extend_from_slice(org);
+        }
+        _ => out.extend_from_slice(GLOBAL_CHAIN_ID),
+    }
+}
+
+/// [`chain_id_into`], in a fresh buffer.
+pub fn chain_id(scope: ChainScope, org_id: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ORG_CHAIN_PREFIX.len() + org_id.map_or(0, <[u8]>::len));
+    chain_id_into(scope, org_id, &mut out);
+    out
+}
+
 /// What kind of break verification found; each points a forensic investigation elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BreakKind {
@@ -429,6 +470,44 @@ mod tests {
         assert_eq!(unix_micros_from_postgres(0), Some(946_684_800_000_000));
         assert_eq!(unix_micros_from_postgres(-946_684_800_000_000), Some(0));
         assert_eq!(unix_micros_from_postgres(i64::MAX), None);
+    }
+
+    #[test]
+    fn chain_ids_by_scope() {
+        assert_eq!(chain_id(ChainScope::Global, Some(b"org-7")), b"global");
+        assert_eq!(chain_id(ChainScope::Global, None), b"global");
+        assert_eq!(chain_id(ChainScope::Global, Some(b"")), b"global");
+        assert_eq!(chain_id(ChainScope::Org, Some(b"org-7")), b"org:org-7");
+        assert_eq!(chain_id(ChainScope::Org, None), b"global");
+        // Bytes are copied as they are: blanks and colons are part of the org id.
+        assert_eq!(chain_id(ChainScope::Org, Some(b" a:b ")), b"org: a:b ");
+        assert_eq!(
+            chain_id(ChainScope::Org, Some("é".as_bytes())),
+            "org:é".as_bytes()
+        );
+    }
+
+    /// The empty org id is "no org", like NULL: its events join `global`, never a chain `org:`.
+    #[test]
+    fn an_empty_org_id_joins_the_global_chain() {
+        assert_eq!(chain_id(ChainScope::Org, Some(b"")), GLOBAL_CHAIN_ID);
+        assert_eq!(
+            chain_id(ChainScope::Org, Some(b"")),
+            chain_id(ChainScope::Org, None)
+        );
+    }
+
+    #[test]
+    fn chain_id_into_replaces_and_reuses_the_buffer() {
+        let mut out = Vec::with_capacity(64);
+        chain_id_into(ChainScope::Org, Some(b"acme"), &mut out);
+        assert_eq!(out, b"org:acme");
+        let ptr = out.as_ptr();
+        chain_id_into(ChainScope::Org, None, &mut out);
+        assert_eq!(out, b"global");
+        chain_id_into(ChainScope::Org, Some(b"globex"), &mut out);
+        assert_eq!(out, b"org:globex");
+        assert_eq!(out.as_ptr(), ptr, "no reallocation within capacity");
     }
 
     struct Stored {

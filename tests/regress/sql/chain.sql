@@ -69,6 +69,17 @@ SELECT * FROM agentidp.agentidp_verify_chain(chain => 'org:acme');
 SELECT chain_id, seq FROM agentidp.agentidp_chain_heads() ORDER BY chain_id;
 ROLLBACK;
 
+BEGIN;
+-- An empty org_id is "no org", like NULL: it joins the global chain, not a chain named 'org:'.
+SET LOCAL agentidp.chain_scope = 'org';
+INSERT INTO agentidp.audit_events (action, outcome, org_id)
+VALUES ('a', 'success', NULL), ('b', 'success', ''), ('c', 'success', 'acme');
+SELECT chain_id, seq, action, quote_nullable(org_id) AS org_id
+  FROM agentidp.audit_events ORDER BY chain_id, seq;
+SELECT * FROM agentidp.agentidp_verify_chain();
+SELECT count(*) AS empty_org_chains FROM agentidp.audit_events WHERE chain_id = 'org:';
+ROLLBACK;
+
 -- The scope decides which chain a row proves its place in: not a session's choice.
 CREATE ROLE agentidp_regress_app;
 SET ROLE agentidp_regress_app;
