@@ -69,6 +69,13 @@ impl EncryptionKey {
         Ok(Self::from_bytes(&bytes))
     }
 
+    /// [`EncryptionKey::from_hex`] of a setting's bytes, as PostgreSQL hands them over: a byte
+    /// sequence that is not UTF-8 counts as one character that is not a hex digit.
+    pub fn from_hex_bytes(setting: &[u8]) -> Result<Self, CryptoError> {
+        let text = Zeroizing::new(String::from_utf8_lossy(setting).into_owned());
+        Self::from_hex(&text)
+    }
+
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(KEY_ID_DOMAIN);
@@ -170,26 +177,41 @@ impl fmt::Debug for KeyId {
     }
 }
 
+// Checked by the compiler, not by a test run. If a dependency update dropped the `zeroize`
+// feature, this stops compiling rather than silently leaving key schedules in freed memory; and
+// the sidecar holds its keys in an `Arc` shared by its worker threads.
+const _: () = {
+    const fn wipes_on_drop<T: ZeroizeOnDrop>() {}
+    const fn shareable<T: Send + Sync>() {}
+    wipes_on_drop::<Aes256>();
+    wipes_on_drop::<Aes256Gcm>();
+    shareable::<EncryptionKey>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn wipes_on_drop<T: ZeroizeOnDrop>() {}
-
     #[test]
-    fn the_ciphers_inside_the_key_wipe_themselves() {
-        // If a dependency update dropped the `zeroize` feature, this stops compiling rather than
-        // silently leaving key schedules in freed memory.
-        wipes_on_drop::<Aes256>();
-        wipes_on_drop::<Aes256Gcm>();
-    }
-
-    fn shareable<T: Send + Sync>() {}
-
-    #[test]
-    fn keys_can_be_shared_across_threads() {
-        // The sidecar holds its keys in an `Arc` shared by its worker threads.
-        shareable::<EncryptionKey>();
+    fn setting_bytes_parse_as_their_text() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let from_bytes = EncryptionKey::from_hex_bytes(hex.as_bytes()).map(|k| k.id());
+        assert_eq!(from_bytes, EncryptionKey::from_hex(hex).map(|k| k.id()));
+        // A non-UTF-8 byte is one character, and not a hex digit: the length still counts 64.
+        let mut bad = hex.as_bytes().to_vec();
+        bad[5] = 0xc3;
+        assert_eq!(
+            EncryptionKey::from_hex_bytes(&bad).map(|k| k.id()),
+            Err(CryptoError::InvalidKey(InvalidKeyReason::NotHex {
+                position: 6
+            }))
+        );
+        assert_eq!(
+            EncryptionKey::from_hex_bytes(b"").map(|k| k.id()),
+            Err(CryptoError::InvalidKey(InvalidKeyReason::WrongLength {
+                chars: 0
+            }))
+        );
     }
 
     #[test]
