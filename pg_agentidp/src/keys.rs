@@ -18,6 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::thread::LocalKey;
 
+use agentidp_core::crypto::key_list;
 use agentidp_core::crypto::key_setting::{self, OnUse};
 use agentidp_core::crypto::{CryptoError, EncryptionKey, KeySetting};
 use pgrx::pg_sys;
@@ -125,7 +126,7 @@ pub fn with_current<R>(f: impl FnOnce(&EncryptionKey) -> R) -> Result<R, CryptoE
                 .is_some_and(|c| c.setting.as_slice() == setting);
             if !hit {
                 *cache = Some(Cached {
-                    parsed: parse_key(setting)?,
+                    parsed: EncryptionKey::from_hex_bytes(setting)?,
                     setting: Zeroizing::new(setting.to_vec()),
                 });
             }
@@ -149,7 +150,7 @@ pub fn with_olds<R>(f: impl FnOnce(&[EncryptionKey]) -> R) -> Result<R, CryptoEr
                 .as_ref()
                 .is_some_and(|c| c.setting.as_slice() == setting);
             if !hit {
-                let parsed = parse_old_keys(setting)?;
+                let parsed = key_list::parse(setting)?;
                 *cache = Some(Cached {
                     parsed,
                     setting: Zeroizing::new(setting.to_vec()),
@@ -159,32 +160,6 @@ pub fn with_olds<R>(f: impl FnOnce(&[EncryptionKey]) -> R) -> Result<R, CryptoEr
             Ok(f(&cached.parsed))
         })
     })
-}
-
-fn parse_key(setting: &[u8]) -> Result<EncryptionKey, CryptoError> {
-    // A non-UTF-8 byte becomes U+FFFD, which the parser reports as "not a hex digit".
-    let text = Zeroizing::new(String::from_utf8_lossy(setting).into_owned());
-    EncryptionKey::from_hex(&text)
-}
-
-/// Parses a comma-separated list; blanks around entries and empty entries are ignored. A bad
-/// entry is `InvalidOldKey` with its 1-based position.
-fn parse_old_keys(setting: &[u8]) -> Result<Vec<EncryptionKey>, CryptoError> {
-    setting
-        .split(|&b| b == b',')
-        .map(|entry| entry.trim_ascii())
-        .filter(|entry| !entry.is_empty())
-        .enumerate()
-        .map(|(i, entry)| {
-            parse_key(entry).map_err(|e| match e {
-                CryptoError::InvalidKey(reason) => CryptoError::InvalidOldKey {
-                    position: i + 1,
-                    reason,
-                },
-                other => other,
-            })
-        })
-        .collect()
 }
 
 /// Where a value may come from. The others would store it where other roles, or the server log,
@@ -284,7 +259,10 @@ pub unsafe extern "C-unwind" fn check_key(
     if !unsafe { check_source(source, KeySetting::Current.name()) } {
         return false;
     }
-    match verdict(KeySetting::Current, parse_key(value).map(drop)) {
+    match verdict(
+        KeySetting::Current,
+        EncryptionKey::from_hex_bytes(value).map(drop),
+    ) {
         Ok(()) => true,
         Err(e) => unsafe { reject_with(&e) },
     }
@@ -305,7 +283,7 @@ pub unsafe extern "C-unwind" fn check_old_keys(
     if !unsafe { check_source(source, KeySetting::Old.name()) } {
         return false;
     }
-    match verdict(KeySetting::Old, parse_old_keys(value).map(drop)) {
+    match verdict(KeySetting::Old, key_list::parse(value).map(drop)) {
         Ok(()) => true,
         Err(e) => unsafe { reject_with(&e) },
     }

@@ -41,15 +41,14 @@ impl EncryptionKey {
         }
     }
 
-    /// A comma-separated list, the form of the extension's `agentidp.encryption_old_keys`.
-    /// Blanks around entries and empty entries are ignored, as the extension ignores them; `origin`
-    /// and the entry's 1-based position name a bad entry.
+    /// A comma-separated list, the form of the extension's `agentidp.encryption_old_keys`, split
+    /// by the core crate's rule, so the sidecar reads a list as the extension does; `origin` and
+    /// the entry's 1-based position name a bad entry.
     pub fn list_from_hex(text: &str, origin: &str) -> Result<Vec<EncryptionKey>, KeyLoadError> {
-        text.split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .enumerate()
-            .map(|(i, entry)| EncryptionKey::from_hex(entry, &format!("{origin} entry {}", i + 1)))
+        agentidp_core::crypto::key_list::entries(text)
+            .map(|(position, entry)| {
+                EncryptionKey::from_hex(entry, &format!("{origin} entry {position}"))
+            })
             .collect()
     }
 

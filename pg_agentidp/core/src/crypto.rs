@@ -54,6 +54,7 @@ mod b64;
 mod cbc_format;
 mod gcm_format;
 mod key;
+pub mod key_list;
 pub mod key_setting;
 
 use std::borrow::Cow;
