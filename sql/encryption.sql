@@ -61,20 +61,58 @@ BEGIN
 END
 $fn$;
 
--- One batch of a rotation: rewrites at most batch_size values (plaintext, under an old key, or
--- in the format not configured) under the current key and format, and counts what is left. Call
--- it until remaining = 0, each call in its own transaction, or CALL agentidp_reencrypt_all().
+-- Where a rotation's walk stands, between its committed batches: one row while a pass is under
+-- way, none otherwise. Written in each batch's own transaction, so a batch that is killed leaves
+-- the position of the last one committed, and the next call goes on from there. `target` is what
+-- the pass rewrites to (the ids of the configured keys, never the keys, and the format): a call
+-- with other keys or another format starts a new pass.
+CREATE TABLE reencryption_pass (
+    only_row      boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
+    target        text        NOT NULL,
+    table_name    text        NOT NULL,
+    column_name   text        NOT NULL,
+    last_key      text,
+    remaining     bigint      NOT NULL CHECK (remaining >= 0),
+    undecryptable bigint      NOT NULL CHECK (undecryptable >= 0),
+    started_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE reencryption_pass IS
+  'The position of the agentidp_reencrypt() pass under way, if any (docs/encryption-runbook.md).';
+
+-- One batch of a rotation: visits the next batch_size values of a walk of every sensitive column
+-- in primary-key order, rewrites those among them that need it (plaintext, under an old key, or
+-- in the format not configured) under the current key and format, and says how many are left.
+-- Call it until remaining = 0, each call in its own transaction, or CALL agentidp_reencrypt_all().
 --
--- Resumable and idempotent: what a batch has to do is read from the rows themselves, so an
--- interrupted run loses only its uncommitted batch, which the next call redoes. No write is lost:
--- the new value is computed in the UPDATE from the row version it locks, and the value is
--- rewritten only if, in that version, it still needs it. Undecryptable values are left alone and
--- counted: they need the key they were written with in agentidp.encryption_old_keys.
+-- Linear: a pass counts the values to rewrite once, at its start; each batch then reads only the
+-- rows after the last key it left in agentidp.reencryption_pass (keyset pagination), and
+-- remaining is that count less the values the pass has found to rewrite since. It is an estimate
+-- while the pass goes on (concurrent writes under the new key shrink the real figure), never 0
+-- before the walk has reached the end of the last column, and 0 once it has. The next call then
+-- starts a new pass, which counts again: a value written under an old key behind the walk (by a
+-- session without the new key) is found by it.
+--
+-- Resumable and idempotent: an interrupted run loses only its uncommitted batch, and its position
+-- with it; the next call redoes that batch. No write is lost: the UPDATE rewrites a value only if
+-- the row version it locks still holds the very value that was read and sealed anew, so a value
+-- changed by a concurrent write is left as that write left it. Undecryptable values are left
+-- alone and counted: they need the key they were written with in agentidp.encryption_old_keys.
+-- Batches run one at a time (the lock on reencryption_pass); sessions with the same keys share
+-- the walk.
 CREATE FUNCTION agentidp_reencrypt(batch_size integer DEFAULT 1000,
     OUT rewritten bigint, OUT remaining bigint, OUT undecryptable bigint)
-LANGUAGE plpgsql VOLATILE AS $fn$
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE AS $fn$
 DECLARE
+    target text;
+    p agentidp.reencryption_pass;
     c record;
+    budget bigint;
+    from_key text;
+    after text;
+    key_type text;
+    visited bigint;
+    found_here bigint;
+    stop_key text;
     n bigint;
     left_here bigint;
     stuck_here bigint;
@@ -85,34 +123,89 @@ BEGIN
     rewritten := 0;
     remaining := 0;
     undecryptable := 0;
-    FOR c IN SELECT * FROM agentidp.encrypted_columns ORDER BY 1, 2 LOOP
-        IF rewritten < batch_size THEN
+    -- Self-conflicting, and not in the way of readers: a concurrent batch waits for this one to
+    -- commit its position, then reads it.
+    LOCK TABLE agentidp.reencryption_pass IN SHARE ROW EXCLUSIVE MODE;
+    target := concat_ws('/',
+        (SELECT string_agg(k.key_role || ':' || k.key_id, ',' ORDER BY k.key_role, k.position)
+           FROM agentidp.agentidp_encryption_key_ids() k),
+        current_setting('agentidp.encryption_format', true));
+    SELECT * INTO p FROM agentidp.reencryption_pass;
+    IF NOT FOUND OR p.target IS DISTINCT FROM target THEN
+        -- A new pass: count, once, what it has to rewrite and what it cannot.
+        FOR c IN SELECT * FROM agentidp.encrypted_columns ORDER BY 1, 2 LOOP
             EXECUTE format($q$
-                UPDATE agentidp.%1$I SET %2$I = agentidp.agentidp_reencrypt_value(%2$I, $1)
-                 WHERE %3$I IN (SELECT %3$I FROM agentidp.%1$I
-                                 WHERE agentidp.agentidp_needs_reencryption(%2$I, $1)
-                                 ORDER BY %3$I LIMIT $2)
-                   AND agentidp.agentidp_needs_reencryption(%2$I, $1)$q$,
-                c.table_name, c.column_name, c.key_column)
-            USING c.context, batch_size - rewritten;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            rewritten := rewritten + n;
+                SELECT count(*) FILTER (WHERE needs),
+                       count(*) FILTER (WHERE NOT needs AND agentidp.agentidp_key_state(v, $1) = 'undecryptable')
+                  FROM (SELECT %2$I AS v, agentidp.agentidp_needs_reencryption(%2$I, $1) AS needs
+                          FROM agentidp.%1$I WHERE %2$I IS NOT NULL OFFSET 0) s$q$,
+                c.table_name, c.column_name)
+            INTO left_here, stuck_here USING c.context;
+            remaining := remaining + left_here;
+            undecryptable := undecryptable + stuck_here;
+        END LOOP;
+        DELETE FROM agentidp.reencryption_pass;
+        IF remaining = 0 THEN
+            RETURN;
         END IF;
+        INSERT INTO agentidp.reencryption_pass (target, table_name, column_name, remaining, undecryptable)
+        SELECT target, e.table_name, e.column_name, remaining, undecryptable
+          FROM agentidp.encrypted_columns e ORDER BY 1, 2 LIMIT 1
+        RETURNING * INTO p;
+    END IF;
+
+    -- The walk, from where the last batch left it: the columns in the census's order, each by its
+    -- primary key.
+    budget := batch_size;
+    FOR c IN SELECT * FROM agentidp.encrypted_columns e
+              WHERE (e.table_name, e.column_name) >= (p.table_name, p.column_name) ORDER BY 1, 2 LOOP
+        from_key := CASE WHEN (c.table_name, c.column_name) = (p.table_name, p.column_name) THEN p.last_key END;
+        SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = format('agentidp.%I', c.table_name)::regclass AND a.attname = c.key_column;
+        after := CASE WHEN from_key IS NOT NULL THEN format('AND %I > $3::%s', c.key_column, key_type) ELSE '' END;
+        -- visit: the next rows, read through the primary key's index from the last key on;
+        -- found: those whose value needs rewriting (one decryption each); sealed: the rewrite,
+        -- of the row version that still holds the value read (re-checked on the version the
+        -- UPDATE locks when a concurrent write got there first).
         EXECUTE format($q$
-            SELECT count(*) FILTER (WHERE agentidp.agentidp_needs_reencryption(%2$I, $1)),
-                   count(*) FILTER (WHERE agentidp.agentidp_key_state(%2$I, $1) = 'undecryptable')
-              FROM agentidp.%1$I WHERE %2$I IS NOT NULL$q$,
-            c.table_name, c.column_name)
-        INTO left_here, stuck_here USING c.context;
-        remaining := remaining + left_here;
-        undecryptable := undecryptable + stuck_here;
+            WITH visit AS MATERIALIZED (
+                SELECT %3$I AS k, %2$I AS v FROM agentidp.%1$I
+                 WHERE %2$I IS NOT NULL %4$s ORDER BY %3$I LIMIT $2),
+            found AS MATERIALIZED (
+                SELECT k, v FROM visit WHERE agentidp.agentidp_needs_reencryption(v, $1)),
+            sealed AS (
+                UPDATE agentidp.%1$I t SET %2$I = agentidp.agentidp_reencrypt_value(found.v, $1)
+                  FROM found WHERE t.%3$I = found.k AND t.%2$I = found.v
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM visit), (SELECT k::text FROM visit ORDER BY k DESC LIMIT 1),
+                   (SELECT count(*) FROM found), (SELECT count(*) FROM sealed)$q$,
+            c.table_name, c.column_name, c.key_column, after)
+        INTO visited, stop_key, found_here, n USING c.context, budget, from_key;
+        rewritten := rewritten + n;
+        p.remaining := greatest(p.remaining - found_here, 0);
+        IF visited = budget THEN
+            -- The batch ends inside this column: the next one starts after its last key.
+            UPDATE agentidp.reencryption_pass
+               SET table_name = c.table_name, column_name = c.column_name, last_key = stop_key,
+                   remaining = p.remaining;
+            remaining := greatest(p.remaining, 1);
+            undecryptable := p.undecryptable;
+            RETURN;
+        END IF;
+        budget := budget - visited;
     END LOOP;
+    -- The walk is at the end of the last column: the pass is done.
+    DELETE FROM agentidp.reencryption_pass;
+    remaining := 0;
+    undecryptable := p.undecryptable;
 END
 $fn$;
 
 -- The whole rotation, one committed transaction per batch: locks are held for one batch only,
 -- and an interruption keeps every batch committed before it. CALL it outside a transaction block.
--- No SET clause: a procedure with one cannot COMMIT.
+-- No SET clause: a procedure with one cannot COMMIT. Ends: each batch moves the walk on, and
+-- remaining is 0 once the walk has reached the end.
 CREATE PROCEDURE agentidp_reencrypt_all(batch_size integer DEFAULT 1000)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -124,9 +217,7 @@ BEGIN
         total := total + r.rewritten;
         COMMIT;
         RAISE NOTICE 'agentidp_reencrypt_all: % values rewritten, % remaining', total, r.remaining;
-        -- Nothing rewritten with work left means every candidate changed under us: stop rather
-        -- than spin; calling again picks them up.
-        EXIT WHEN r.remaining = 0 OR r.rewritten = 0;
+        EXIT WHEN r.remaining = 0;
     END LOOP;
     IF r.undecryptable > 0 THEN
         RAISE WARNING 'agentidp_reencrypt_all: % values decrypt under none of the configured keys and were left as they are', r.undecryptable
