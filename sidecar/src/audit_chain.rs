@@ -1,6 +1,8 @@
 //! The extension's audit chain verification functions, as SQL calls.
 
+use agentidp_core::chain::BreakKind;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -9,7 +11,7 @@ pub struct ChainVerification {
     pub verified: bool,
     pub checked_count: i64,
     pub broken_at_event_id: Option<Uuid>,
-    pub break_kind: Option<String>,
+    pub break_kind: Option<BreakKind>,
     pub broken_chain_id: Option<String>,
 }
 
@@ -21,9 +23,26 @@ impl ChainVerification {
             verified: row.try_get(0)?,
             checked_count: row.try_get(1)?,
             broken_at_event_id: row.try_get(2)?,
-            break_kind: row.try_get(3)?,
+            break_kind: row.try_get::<_, Option<SqlBreakKind>>(3)?.map(|k| k.0),
             broken_chain_id: row.try_get(4)?,
         })
+    }
+}
+
+/// A `break_kind` column, read with the core's parser: a name the extension does not emit is a
+/// conversion error, not a string passed on to a control or a client.
+struct SqlBreakKind(BreakKind);
+
+impl<'a> FromSql<'a> for SqlBreakKind {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<SqlBreakKind, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(SqlBreakKind(<&str as FromSql>::from_sql(ty, raw)?.parse()?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
     }
 }
 

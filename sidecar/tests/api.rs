@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use agentidp_core::chain::BreakKind;
 use agentidp_sidecar::app::{app, AppState};
 use agentidp_sidecar::audit_chain::ChainVerification;
 use agentidp_sidecar::config::Config;
@@ -224,8 +225,8 @@ async fn verify_passes_the_range_and_echoes_it() {
             broken_at_event_id: Some(uuid::Uuid::from_u128(
                 0xc4d5e6f7_a8b9_0123_cdef_456789012345,
             )),
-            break_kind: Some("hash_mismatch".into()),
-            broken_chain_id: Some("org-1".into()),
+            break_kind: Some(BreakKind::ContentEdited),
+            broken_chain_id: Some("org:org-1".into()),
         }),
         ..FakeBackend::intact()
     };
@@ -246,6 +247,8 @@ async fn verify_passes_the_range_and_echoes_it() {
             "verified": false,
             "checkedCount": 1203,
             "brokenAtEventId": "c4d5e6f7-a8b9-0123-cdef-456789012345",
+            "breakKind": "content_edited",
+            "brokenChainId": "org:org-1",
             "fromDate": "2026-03-01T00:00:00.000Z",
             "toDate": "2026-03-31T23:59:59.999Z"
         })

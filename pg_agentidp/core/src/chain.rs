@@ -180,6 +180,35 @@ impl std::fmt::Display for BreakKind {
     }
 }
 
+impl BreakKind {
+    /// Every kind, in the order the runbook lists them.
+    pub const ALL: [BreakKind; 5] = [
+        BreakKind::ContentEdited,
+        BreakKind::LinkBroken,
+        BreakKind::SequenceGap,
+        BreakKind::Truncated,
+        BreakKind::Rewritten,
+    ];
+}
+
+/// A name that is not one of [`BreakKind::as_str`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown break kind {0:?}")]
+pub struct UnknownBreakKind(pub String);
+
+impl std::str::FromStr for BreakKind {
+    type Err = UnknownBreakKind;
+
+    /// Reads the name the extension returns: the sidecar parses its verdicts with this, so a kind
+    /// the extension never emits cannot reach a control's detail or an API response.
+    fn from_str(name: &str) -> Result<BreakKind, UnknownBreakKind> {
+        BreakKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| UnknownBreakKind(name.to_owned()))
+    }
+}
+
 /// The position a chain has reached: what the next event must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainHead {
@@ -669,5 +698,15 @@ mod tests {
             Err(BreakKind::LinkBroken)
         );
         assert_eq!(v.checked(), 1);
+    }
+    #[test]
+    fn break_kinds_read_back_from_their_names() {
+        for kind in BreakKind::ALL {
+            assert_eq!(kind.as_str().parse::<BreakKind>(), Ok(kind));
+        }
+        assert_eq!(
+            "hash_mismatch".parse::<BreakKind>(),
+            Err(UnknownBreakKind("hash_mismatch".to_owned()))
+        );
     }
 }

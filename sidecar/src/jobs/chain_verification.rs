@@ -27,7 +27,7 @@ pub fn evaluate(result: &ChainVerification, full_walk: bool) -> Outcome {
             "fullWalk": full_walk,
             "checkedCount": result.checked_count,
             "brokenAtEventId": result.broken_at_event_id.map(|id| id.to_string()),
-            "breakKind": result.break_kind,
+            "breakKind": result.break_kind.map(|k| k.as_str()),
             "brokenChainId": result.broken_chain_id,
         }),
     )
@@ -83,6 +83,7 @@ pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentidp_core::chain::BreakKind;
 
     #[test]
     fn only_the_full_walk_schedule_walks_everything_and_is_labelled_apart() {
@@ -104,8 +105,8 @@ mod tests {
             verified: false,
             checked_count: 1203,
             broken_at_event_id: Some(id),
-            break_kind: Some("hash_mismatch".into()),
-            broken_chain_id: Some("org-1".into()),
+            break_kind: Some(BreakKind::ContentEdited),
+            broken_chain_id: Some("org:org-1".into()),
         };
         let o = evaluate(&broken, true);
         assert_eq!(o.status, ControlStatus::Failing);
@@ -114,6 +115,8 @@ mod tests {
             "c4d5e6f7-a8b9-0123-cdef-456789012345"
         );
         assert_eq!(o.detail["fullWalk"], true);
+        assert_eq!(o.detail["breakKind"], "content_edited");
+        assert_eq!(o.detail["brokenChainId"], "org:org-1");
         let intact = ChainVerification {
             verified: true,
             checked_count: 5,

@@ -20,6 +20,11 @@ pub struct VerifyResponse {
     pub verified: bool,
     pub checked_count: i64,
     pub broken_at_event_id: Option<String>,
+    /// Not in the seed's schema, which allows more fields: what an investigator needs first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_chain_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +118,8 @@ pub async fn verify(
         verified: result.verified,
         checked_count: result.checked_count,
         broken_at_event_id: result.broken_at_event_id.map(|id| id.to_string()),
+        break_kind: result.break_kind.map(|k| k.as_str()),
+        broken_chain_id: result.broken_chain_id,
         from_date: range.from.map(format_date_time),
         to_date: range.to.map(format_date_time),
     }))
