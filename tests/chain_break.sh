@@ -155,6 +155,11 @@ sql -c "BEGIN" \
   -c "ALTER TABLE agentidp.audit_events ENABLE ALWAYS TRIGGER agentidp_append_only" \
   -c "COMMIT" || fatal "cannot tamper with the event"
 
+check "the chain holds who turned the guard off, and on again" \
+  "DISABLE TRIGGER agentidp_append_only postgres|ENABLE ALWAYS TRIGGER agentidp_append_only postgres" \
+  "$(sql -At -c "SELECT string_agg((metadata->'subcommands'->>0) || ' ' || (metadata->>'role'), '|' ORDER BY seq)
+                 FROM agentidp.audit_events WHERE action = 'agentidp.ddl'")"
+
 cc72_failing() {
   [ "$(sql -At -c "SELECT status FROM agentidp.control_status WHERE control_id = 'CC7.2'")" = failing ]
 }
@@ -188,7 +193,9 @@ check "step 3 gives the evidence copies" 1 "$([ -n "$step3" ] && echo 1)"
 mkdir "$work/evidence"
 (cd "$work/evidence" && PATH=$PG_BIN:$PATH PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres PGDATABASE=$db \
   bash -euo pipefail -c "$step3" >/dev/null)
-check "step 3: the events copy holds every event and a header" 301 "$(cat "$work"/evidence/audit_events-*.csv | wc -l)"
+# 300 events and the two the trail added: the guard turned off, and on again.
+check "step 3: the events copy holds every event and a header" \
+  "$(sql -At -c "SELECT count(*) + 1 FROM agentidp.audit_events")" "$(cat "$work"/evidence/audit_events-*.csv | wc -l)"
 check "step 3: the checkpoints copy has its header" 1 \
   "$(head -1 "$work"/evidence/chain_checkpoints-*.csv | grep -c '^chain_id,')"
 
