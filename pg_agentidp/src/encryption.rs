@@ -2,8 +2,8 @@
 //! `CryptoError` becomes a PostgreSQL error with a SQLSTATE.
 //!
 //! The formats and the cryptography are `agentidp-core`'s; this module picks the key (`keys`),
-//! the format (`agentidp.encryption_format`) and what a plaintext read means
-//! (`agentidp.encryption_strict`).
+//! the format (`agentidp.encryption_format`) and whether reads are strict
+//! (`agentidp.encryption_strict`); what a plaintext read means is `crypto::read`'s rule.
 
 use std::cell::Cell;
 
@@ -78,6 +78,10 @@ pub fn sqlstate_and_hint(e: &CryptoError) -> (PgSqlErrorCode, Option<&'static st
             ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Some("Put that key in agentidp.encryption_old_keys; agentidp_encryption_key_ids() lists the loaded ones."),
         ),
+        CryptoError::PlaintextRefused => (
+            ERRCODE_DATA_EXCEPTION,
+            Some("Encrypt the column's plaintext rows: CALL agentidp.agentidp_reencrypt_all(); see docs/encryption-runbook.md."),
+        ),
         CryptoError::MalformedV2 => (ERRCODE_INVALID_TEXT_REPRESENTATION, None),
         CryptoError::NotUtf8 => (ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, None),
         CryptoError::TooLong => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, None),
@@ -102,30 +106,30 @@ fn agentidp_encrypt(plaintext: &str, context: default!(&str, "''")) -> String {
 /// PARALLEL RESTRICTED: a worker's count would be lost with the worker.
 #[pg_extern(stable, strict, parallel_restricted)]
 fn agentidp_decrypt(value: &str, context: default!(&str, "''")) -> String {
-    match keys::with_keys(|current, olds| crypto::decrypt_with_any(value, current, olds, context))
-        .and_then(|decrypted| decrypted)
-    {
+    match read_value(value, gucs::encryption_strict(), context) {
         Ok(Decrypted::Plaintext { text, .. }) => text,
-        Ok(Decrypted::NotEncrypted(plain)) => pass_through(plain),
-        Err(CryptoError::KeyMissing)
-            if crypto::identify(value).is_none() && !value.starts_with(V2_PREFIX) =>
-        {
-            pass_through(value)
+        Ok(Decrypted::NotEncrypted(plain)) => {
+            PLAINTEXT_READS.set(PLAINTEXT_READS.get().saturating_add(1));
+            plain.to_owned()
         }
         Err(e) => raise_crypto(e),
     }
 }
 
-fn pass_through(plain: &str) -> String {
-    if gucs::encryption_strict() {
-        raise(
-            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-            "value is not encrypted, and agentidp.encryption_strict is on",
-            Some("Encrypt the column's plaintext rows: CALL agentidp.agentidp_reencrypt_all(); see docs/encryption-runbook.md."),
-        );
+/// `crypto::read` with the session's keys: decrypts, passes a plaintext through or refuses it.
+/// An empty key setting is "no key"; any other problem with the settings is the error.
+pub fn read_value<'a>(
+    value: &'a str,
+    strict: bool,
+    context: &str,
+) -> Result<Decrypted<'a>, CryptoError> {
+    match keys::with_keys(|current, olds| {
+        crypto::read(value, Some((current, olds)), strict, context)
+    }) {
+        Ok(read) => read,
+        Err(CryptoError::KeyMissing) => crypto::read(value, None, strict, context),
+        Err(e) => Err(e),
     }
-    PLAINTEXT_READS.set(PLAINTEXT_READS.get().saturating_add(1));
-    plain.to_owned()
 }
 
 /// Whether a value is a well-formed value of either format. Never decrypts, needs no key.

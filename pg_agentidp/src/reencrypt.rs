@@ -9,7 +9,7 @@
 use agentidp_core::crypto::{self, CryptoError, Decrypted, Format, KeyUsed};
 use pgrx::prelude::*;
 
-use crate::encryption::{configured_format, encrypt_value, raise_crypto};
+use crate::encryption::{configured_format, encrypt_value, raise_crypto, read_value};
 use crate::keys;
 
 /// Where one value stands.
@@ -24,23 +24,15 @@ enum KeyState {
 }
 
 /// `None` when the value is encrypted and no key is configured, so nothing can be said of it.
+/// Strict mode governs reads, not this census: a plaintext is classified, not refused.
 fn classify(value: &str, context: &str) -> Option<KeyState> {
-    let outcome =
-        keys::with_keys(|current, olds| crypto::decrypt_with_any(value, current, olds, context))
-            .and_then(|decrypted| decrypted);
-    match outcome {
+    match read_value(value, false, context) {
         Ok(Decrypted::NotEncrypted(_)) => Some(KeyState::Plaintext),
         Ok(Decrypted::Plaintext { format, key, .. }) => Some(KeyState::Encrypted {
             old_key: matches!(key, KeyUsed::Old(_)),
             format,
         }),
-        Err(CryptoError::KeyMissing) => {
-            if crypto::identify(value).is_none() && !value.starts_with(crypto::V2_PREFIX) {
-                Some(KeyState::Plaintext)
-            } else {
-                None
-            }
-        }
+        Err(CryptoError::KeyMissing) => None,
         Err(e) if e.is_setting_error() => raise_crypto(e),
         Err(_) => Some(KeyState::Undecryptable),
     }

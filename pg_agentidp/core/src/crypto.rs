@@ -42,9 +42,11 @@
 //! # Plaintext passthrough
 //!
 //! A value in neither format is "not encrypted": [`decrypt`] hands it back as
-//! [`Decrypted::NotEncrypted`] and the caller decides whether that is a migration-time passthrough
-//! or an error. The one exception is a value carrying the `agentidp:v2:` prefix without being a
-//! well-formed v2 value: that is a damaged ciphertext, never plaintext, so it is an error.
+//! [`Decrypted::NotEncrypted`]. Whether a read passes it through (a column being migrated) or
+//! refuses it (strict mode), and what a read without a key may do, is [`read`]'s rule, which the
+//! extension's `agentidp_decrypt` and its key census both apply. The one exception is a value
+//! carrying the `agentidp:v2:` prefix without being a well-formed v2 value: that is a damaged
+//! ciphertext, never plaintext, so it is an error.
 //!
 //! Recognition is structural, so a plaintext that happens to look like a seed-format value
 //! (24 base64 characters, a colon, a multiple of 16 bytes of base64) is taken for one and fails
@@ -216,6 +218,10 @@ pub enum CryptoError {
 
     #[error("value too long to encrypt")]
     TooLong,
+
+    /// [`read`] met a plaintext value in strict mode (`agentidp.encryption_strict`).
+    #[error("value is not encrypted, and agentidp.encryption_strict is on")]
+    PlaintextRefused,
 }
 
 impl CryptoError {
@@ -350,6 +356,42 @@ pub fn decrypt_with_any<'a>(
     }
 }
 
+/// Whether `value` is plaintext to a read: in neither format, and not a damaged v2 value. Exactly
+/// the values [`decrypt_with_any`] hands back as [`Decrypted::NotEncrypted`], recognised without
+/// a key.
+pub fn is_plaintext(value: &str) -> bool {
+    identify(value).is_none() && !value.starts_with(V2_PREFIX)
+}
+
+/// Reads one column value: the plaintext-passthrough rule, in one place.
+///
+/// `keys` are the current and the old keys, `None` when no key is configured; `strict` is
+/// `agentidp.encryption_strict`.
+///
+/// * An encrypted value (or a damaged v2 one) is decrypted with `keys`, as [`decrypt_with_any`]
+///   does; with no key that is `KeyMissing`.
+/// * A plaintext value is passed through as [`Decrypted::NotEncrypted`], with or without a key:
+///   columns being migrated hold both. In strict mode it is refused with `PlaintextRefused`.
+///
+/// A key setting that is set but unusable is the caller's error, raised before any value is read:
+/// only a setting that is empty counts as "no key".
+pub fn read<'a>(
+    value: &'a str,
+    keys: Option<(&EncryptionKey, &[EncryptionKey])>,
+    strict: bool,
+    context: &str,
+) -> Result<Decrypted<'a>, CryptoError> {
+    let read = match keys {
+        Some((current, olds)) => decrypt_with_any(value, current, olds, context)?,
+        None if is_plaintext(value) => Decrypted::NotEncrypted(value),
+        None => return Err(CryptoError::KeyMissing),
+    };
+    if strict && !read.was_encrypted() {
+        return Err(CryptoError::PlaintextRefused);
+    }
+    Ok(read)
+}
+
 /// Values up to this many bytes are worked on in a stack buffer; typical column values (e-mail
 /// addresses, tokens, secrets) are far shorter.
 const STACK_SCRATCH_LEN: usize = 512;
@@ -367,4 +409,131 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
     getrandom::fill(buf).map_err(|_| CryptoError::RandomUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const CURRENT: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const OLD: &str = "abababababababababababababababababababababababababababababababab";
+    const CONTEXT: &str = "public.t.c";
+
+    fn key(hex: &str) -> EncryptionKey {
+        EncryptionKey::from_hex(hex).unwrap()
+    }
+
+    /// Every kind of value a column can hold, with what it reads as when its key is there.
+    fn values(current: &EncryptionKey, old: &EncryptionKey) -> Vec<(String, Option<&'static str>)> {
+        let gcm = encrypt("secret", current, Format::GcmV2, CONTEXT).unwrap();
+        let cbc = encrypt("secret", current, Format::Cbc, CONTEXT).unwrap();
+        let under_old = encrypt("secret", old, Format::GcmV2, CONTEXT).unwrap();
+        vec![
+            ("plain".to_owned(), None),
+            (String::new(), None),
+            ("a:b".to_owned(), None),
+            // Shaped like a seed value, but its ciphertext is not strict base64: plaintext.
+            ("AAECAwQFBgcICQoLDA0ODw==:!!!!".to_owned(), None),
+            (gcm, Some("secret")),
+            (cbc, Some("secret")),
+            (under_old, Some("secret")),
+        ]
+    }
+
+    #[test]
+    fn plaintext_is_what_decryption_passes_through() {
+        let (current, old) = (key(CURRENT), key(OLD));
+        for (value, _) in values(&current, &old) {
+            let decrypted = decrypt_with_any(&value, &current, std::slice::from_ref(&old), CONTEXT);
+            assert_eq!(
+                is_plaintext(&value),
+                matches!(decrypted, Ok(Decrypted::NotEncrypted(_))),
+                "{value}"
+            );
+        }
+        assert!(!is_plaintext("agentidp:v2:damaged"));
+    }
+
+    #[test]
+    fn with_a_key_values_decrypt_and_plaintext_passes_unless_strict() {
+        let (current, old) = (key(CURRENT), key(OLD));
+        let olds = std::slice::from_ref(&old);
+        for (value, secret) in values(&current, &old) {
+            let lax = read(&value, Some((&current, olds)), false, CONTEXT).unwrap();
+            let strict = read(&value, Some((&current, olds)), true, CONTEXT);
+            match secret {
+                Some(secret) => {
+                    assert!(lax.was_encrypted());
+                    assert_eq!(lax.as_str(), secret);
+                    assert_eq!(strict.unwrap().as_str(), secret);
+                }
+                None => {
+                    assert_eq!(lax, Decrypted::NotEncrypted(&value));
+                    assert_eq!(strict, Err(CryptoError::PlaintextRefused));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_key_plaintext_passes_unless_strict_and_the_rest_needs_one() {
+        let (current, old) = (key(CURRENT), key(OLD));
+        for (value, secret) in values(&current, &old) {
+            let lax = read(&value, None, false, CONTEXT);
+            let strict = read(&value, None, true, CONTEXT);
+            match secret {
+                Some(_) => {
+                    assert_eq!(lax, Err(CryptoError::KeyMissing));
+                    assert_eq!(strict, Err(CryptoError::KeyMissing));
+                }
+                None => {
+                    assert_eq!(lax, Ok(Decrypted::NotEncrypted(&value)));
+                    assert_eq!(strict, Err(CryptoError::PlaintextRefused));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_v2_value_is_never_plaintext() {
+        let current = key(CURRENT);
+        let damaged = "agentidp:v2:0123abcd:short";
+        for strict in [false, true] {
+            assert_eq!(
+                read(damaged, Some((&current, &[])), strict, CONTEXT),
+                Err(CryptoError::MalformedV2)
+            );
+            assert_eq!(
+                read(damaged, None, strict, CONTEXT),
+                Err(CryptoError::KeyMissing)
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_key_is_an_error_not_a_passthrough() {
+        let (current, old) = (key(CURRENT), key(OLD));
+        let under_old = encrypt("secret", &old, Format::GcmV2, CONTEXT).unwrap();
+        assert!(matches!(
+            read(&under_old, Some((&current, &[])), false, CONTEXT),
+            Err(CryptoError::UnknownKeyId(_))
+        ));
+        // A seed value names no key: a wrong one fails (or, rarely, yields garbage), but the value
+        // is never taken for plaintext.
+        let cbc_under_old = encrypt_cbc_with_iv("secret", &old, &[7; CBC_IV_LEN]);
+        assert!(!matches!(
+            read(&cbc_under_old, Some((&current, &[])), false, CONTEXT),
+            Ok(Decrypted::NotEncrypted(_))
+        ));
+    }
+
+    #[test]
+    fn the_refusal_text_is_pinned() {
+        assert_eq!(
+            CryptoError::PlaintextRefused.to_string(),
+            "value is not encrypted, and agentidp.encryption_strict is on"
+        );
+        assert!(!CryptoError::PlaintextRefused.is_setting_error());
+    }
 }

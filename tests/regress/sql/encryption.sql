@@ -16,6 +16,13 @@ END $$;
 SELECT pg_temp.try($$SELECT agentidp.agentidp_encrypt('x')$$) AS no_key_encrypt;
 SELECT pg_temp.try($$SELECT agentidp.agentidp_decrypt('AAECAwQFBgcICQoLDA0ODw==:I7Yu5Ua6Zva8L1ZUDTULHA==')$$) AS no_key_decrypt;
 SELECT agentidp.agentidp_decrypt('not encrypted') AS no_key_passthrough;
+-- Strict mode refuses that plaintext with no key as it does with one; the key census still
+-- classifies it (and cannot place an encrypted value without a key).
+SET agentidp.encryption_strict = on;
+SELECT pg_temp.try($$SELECT agentidp.agentidp_decrypt('not encrypted')$$) AS no_key_strict;
+SELECT agentidp.agentidp_key_state('not encrypted') AS no_key_state_plain,
+       agentidp.agentidp_key_state('AAECAwQFBgcICQoLDA0ODw==:I7Yu5Ua6Zva8L1ZUDTULHA==') IS NULL AS no_key_state_encrypted;
+RESET agentidp.encryption_strict;
 SAVEPOINT s;
 SELECT agentidp.agentidp_encrypt('x');
 ROLLBACK TO SAVEPOINT s;
