@@ -153,7 +153,7 @@ BEGIN
                 UPDATE agentidp.%1$I t SET %2$I = agentidp.agentidp_reencrypt_value(found.v, $1)
                   FROM found WHERE t.%3$I = found.k AND t.%2$I = found.v
                 RETURNING 1)
-            SELECT (SELECT count(*) FROM visit), (SELECT k::text FROM visit ORDER BY k DESC LIMIT 1),
+            SELECT (SELECT count(*) FROM visit), (SELECT visit.k::text FROM visit ORDER BY visit.k DESC LIMIT 1),
                    (SELECT count(*) FROM found), (SELECT count(*) FROM sealed)$q$,
             c.table_name, c.column_name, c.key_column, after)
         INTO visited, stop_key, found_here, n USING c.context, budget, from_key;
