@@ -7,17 +7,23 @@ use pgrx::prelude::*;
 mod append_only;
 mod chain_head;
 mod chain_trigger;
+mod checkpoints;
 mod column_triggers;
 mod ddl_guard;
 mod encryption;
 mod error;
 mod event_scan;
+mod events_relation;
 mod gucs;
+mod hash_thread;
 mod keys;
+mod positions;
 mod reencrypt;
 mod retention;
+mod row_reader;
 mod spi;
 mod verify;
+mod walk;
 
 pgrx::pg_module_magic!(name, version);
 

@@ -8,7 +8,8 @@ use pgrx::Uuid;
 
 use crate::append_only::RemovalPermit;
 use crate::error::raise;
-use crate::verify::{chain_ids, trusted_start, walk, From};
+use crate::positions::{chain_ids, trusted_start};
+use crate::walk::{walk, Start};
 
 /// Archives, on every chain or one, the longest run of oldest events that all occurred before
 /// `older_than`. Refuses to archive a chain that does not verify: its evidence stays in place.
@@ -43,7 +44,7 @@ fn agentidp_archive_events(
             let Some(cut) = cut.filter(|&cut| cut > start.seq) else {
                 continue;
             };
-            let outcome = walk(&id, start, From::Beginning, Some(cut));
+            let outcome = walk(&id, start, Start::Beginning, Some(cut));
             if let Some((event, kind)) = outcome.broken {
                 let event = event.map_or_else(|| "-".to_owned(), |e| Uuid::from_bytes(e).to_string());
                 raise(

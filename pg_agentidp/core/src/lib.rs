@@ -8,3 +8,4 @@ pub mod chain_set;
 pub mod crypto;
 pub mod ddl;
 pub mod head_cache;
+pub mod verdict;
