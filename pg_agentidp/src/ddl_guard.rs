@@ -163,6 +163,8 @@ pub unsafe extern "C-unwind" fn agentidp_ddl_guard(
 /// # Safety
 /// `node` is a parse tree.
 unsafe fn destruction(node: *mut pg_sys::Node) -> Option<Destruction<'static>> {
+    // SAFETY: each node is cast only after is_a checked its tag; its lists and names belong to
+    // the parse tree, which outlives the command.
     unsafe {
         if pgrx::is_a(node, pg_sys::NodeTag::T_DropStmt) {
             let stmt = &*node.cast::<pg_sys::DropStmt>();
@@ -200,6 +202,8 @@ unsafe fn destruction(node: *mut pg_sys::Node) -> Option<Destruction<'static>> {
 /// `node` is a parse tree.
 unsafe fn protection_change(node: *mut pg_sys::Node) -> Option<Record> {
     use pg_sys::NodeTag::*;
+    // SAFETY: as in `destruction`: casts follow tag checks, and the lists, names and RangeVars
+    // belong to the parse tree.
     unsafe {
         let table = |rv: *mut pg_sys::RangeVar, subcommands: Vec<String>| {
             let relid = relation_oid(rv);
@@ -460,6 +464,7 @@ unsafe fn relation_oid(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
     if rv.is_null() {
         return pg_sys::InvalidOid;
     }
+    // SAFETY: rv is valid (the caller's promise); no lock is taken and no callback is run.
     unsafe {
         pg_sys::RangeVarGetRelidExtended(
             rv,
@@ -487,6 +492,7 @@ fn relation_identity(relid: pg_sys::Oid) -> String {
 /// # Safety
 /// `node` is null or a parse-tree node.
 unsafe fn string_node<'a>(node: *mut pg_sys::Node) -> Option<&'a str> {
+    // SAFETY: the node is read as a String only once its tag says it is one.
     unsafe {
         if node.is_null() || !pgrx::is_a(node, pg_sys::NodeTag::T_String) {
             return None;

@@ -213,6 +213,8 @@ impl ChainScan {
         direction: Direction,
         snapshot: pg_sys::Snapshot,
     ) -> ChainScan {
+        // SAFETY: rel is the open events relation and snapshot outlives the scan (the caller's
+        // promise); the index is opened, scanned and closed by this type alone.
         unsafe {
             // By name: the relcache knows no primary key that is DEFERRABLE, as this one is.
             let namespace = (*(*rel).rd_rel).relnamespace;

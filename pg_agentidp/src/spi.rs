@@ -175,6 +175,8 @@ impl<'a> Row<'a> {
 /// `d` must be a varlena datum that outlives the returned slice.
 pub unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
     use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c, varlena_to_byte_slice};
+    // SAFETY: d is a varlena datum that outlives the slice (the caller's promise); a detoasted
+    // copy lives in the current memory context, which does too.
     unsafe {
         let v = d.cast_mut_ptr::<pg_sys::varlena>();
         // Most values sit uncompressed in the row: read them in place. Calling into PostgreSQL

@@ -157,6 +157,7 @@ fn agentidp_chain_heads(
                 let row = rows.first()?;
                 let seq = row.int8(1)?;
                 let hash = row.bytes(2)?.to_vec();
+                // SAFETY: column 3 of HEAD is occurred_at, a timestamptz.
                 let at = row
                     .datum(3)
                     .and_then(|d| unsafe { TimestampWithTimeZone::from_datum(d, false) });
