@@ -8,7 +8,6 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::Config;
 use crate::db::ApiBackend;
 use crate::error::panic_response;
 use crate::metrics::Metrics;
@@ -17,6 +16,7 @@ use crate::middleware::http_metrics;
 use crate::middleware::rate_limit::{self, FixedWindowLimiter};
 use crate::middleware::tls_redirect::{self, TlsRedirect};
 use crate::routes;
+use crate::settings::Config;
 use crate::snapshot::SnapshotCell;
 
 /// Cheap to clone (one reference count), as every middleware layer clones it per request.
@@ -48,12 +48,12 @@ impl AppState {
         backend: Arc<dyn ApiBackend>,
         snapshot: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
-    ) -> Result<AppState, jsonwebtoken::errors::Error> {
-        Ok(AppState(Arc::new(AppStateInner {
+    ) -> AppState {
+        AppState(Arc::new(AppStateInner {
             backend,
             snapshot,
             metrics,
-            jwt: JwtVerifier::new(&config.jwt)?,
+            jwt: JwtVerifier::new(&config.jwt),
             audit_limiter: FixedWindowLimiter::per_minute(config.audit_rate_limit_per_minute),
             controls_limiter: FixedWindowLimiter::per_minute(config.controls_rate_limit_per_minute),
             tls_redirect: TlsRedirect {
@@ -61,7 +61,7 @@ impl AppState {
                 public_host: config.public_host.clone(),
             },
             trusted_proxy_hops: config.trusted_proxy_hops,
-        })))
+        }))
     }
 }
 

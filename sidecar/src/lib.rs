@@ -8,7 +8,7 @@
 
 pub mod app;
 pub mod audit_chain;
-pub mod config;
+pub mod backoff;
 pub mod controls;
 pub mod db;
 pub mod error;
@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod service;
+pub mod settings;
 pub mod snapshot;
 pub mod vault;

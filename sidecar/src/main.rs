@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use agentidp_sidecar::settings::LoadError;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -12,9 +13,17 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,vaultrs=off,rustify=off")),
         )
         .init();
-    let config = match agentidp_sidecar::config::from_env() {
+    let config = match agentidp_sidecar::settings::from_env() {
         Ok(c) => c,
-        Err(e) => {
+        Err(LoadError::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(LoadError::Usage(e)) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(LoadError::Invalid(e)) => {
             tracing::error!("{e}");
             return ExitCode::from(2);
         }

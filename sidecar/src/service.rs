@@ -9,7 +9,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{app, AppState};
-use crate::config::{Config, KeySourceConfig};
 use crate::controls::Snapshot;
 use crate::db::{self, Db, DbSetupError};
 use crate::jobs::key_refresh::KeyRefresher;
@@ -17,6 +16,7 @@ use crate::jobs::{self, JobContext};
 use crate::key::{KeyLoadError, KeySource, KeyState};
 use crate::leader;
 use crate::metrics::Metrics;
+use crate::settings::{Config, KeySourceConfig};
 use crate::snapshot::{self, SnapshotCell};
 use crate::vault::{TokenRenewer, VaultKeySource};
 
@@ -28,8 +28,6 @@ pub enum StartupError {
     Db(#[from] DbSetupError),
     #[error("cannot set up the Vault client: {0}")]
     Vault(#[from] KeyLoadError),
-    #[error("invalid JWT verification key: {0}")]
-    Jwt(#[from] jsonwebtoken::errors::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -120,7 +118,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         move |jobs_cancel| jobs::run_leader_jobs(ctx.clone(), jobs_cancel),
     ));
 
-    let state = AppState::new(&config, db.clone(), snapshot, metrics)?;
+    let state = AppState::new(&config, db.clone(), snapshot, metrics);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartupError::Bind {

@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::config::{RetryPolicy, VaultConfig};
+use crate::backoff::RetryPolicy;
 use crate::key::{EncryptionKey, KeyLoadError, SessionKeys};
 use crate::metrics::Metrics;
+use crate::settings::VaultConfig;
 
 /// A slow Vault must not stall the refresh loop's backoff forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +29,7 @@ fn client(config: &VaultConfig) -> Result<VaultClient, KeyLoadError> {
     // its other defaults honour VAULT_CACERT and VAULT_SKIP_VERIFY like the Vault CLI.
     let settings = VaultClientSettingsBuilder::default()
         .address(&config.addr)
-        .token(config.token.clone())
+        .token(config.token.expose_secret())
         .timeout(Some(REQUEST_TIMEOUT))
         .build()
         .map_err(|e| KeyLoadError::VaultUnreachable {

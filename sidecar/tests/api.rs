@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use agentidp_core::chain::BreakKind;
 use agentidp_sidecar::app::{app, AppState};
 use agentidp_sidecar::audit_chain::ChainVerification;
-use agentidp_sidecar::config::Config;
 use agentidp_sidecar::controls::{ControlId, ControlRecord, ControlStatus, Snapshot};
 use agentidp_sidecar::db::{ApiBackend, BoxFuture, DbError};
 use agentidp_sidecar::metrics::Metrics;
+use agentidp_sidecar::settings::Config;
 use agentidp_sidecar::snapshot::SnapshotCell;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -114,8 +114,7 @@ fn harness_with(extra: &[(&str, &str)], backend: FakeBackend) -> Harness {
         Arc::new(backend),
         snapshot.clone(),
         metrics.clone(),
-    )
-    .unwrap();
+    );
     Harness {
         router: app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000)))),
         metrics,

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentidp_sidecar::app::{app, AppState};
-use agentidp_sidecar::config::Config;
 use agentidp_sidecar::controls::{self, ControlId, ControlStatus, Outcome, Snapshot};
 use agentidp_sidecar::db::{self, ApiBackend, Db};
 use agentidp_sidecar::jobs::{self, JobContext};
 use agentidp_sidecar::key::{EncryptionKey, KeyOrigin, KeyState, SessionKeys};
 use agentidp_sidecar::leader::{self, JOBS_LOCK_KEY};
 use agentidp_sidecar::metrics::Metrics;
+use agentidp_sidecar::settings::Config;
 use agentidp_sidecar::snapshot::{self, SnapshotCell};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -401,8 +401,7 @@ async fn chain_verification_runs_over_the_api_and_as_a_job() {
         db.clone(),
         Arc::new(SnapshotCell::new(Snapshot::unknown(Utc::now()))),
         Arc::new(Metrics::new().unwrap()),
-    )
-    .unwrap();
+    );
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"client_id": "db-test", "scope": "audit:read", "exp": Utc::now().timestamp() + 60}),

@@ -20,13 +20,13 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentidp_sidecar::config::{Config, KeySourceConfig};
 use agentidp_sidecar::controls::ControlId;
 use agentidp_sidecar::db::{self, Db};
 use agentidp_sidecar::jobs::key_refresh::KeyRefresher;
 use agentidp_sidecar::jobs::{encryption_at_rest, JobContext};
 use agentidp_sidecar::key::{EncryptionKey, KeySource, KeyState, SessionKeys};
 use agentidp_sidecar::metrics::Metrics;
+use agentidp_sidecar::settings::{Config, KeySourceConfig};
 use agentidp_sidecar::vault::VaultKeySource;
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agentidp_sidecar::config::{RetryPolicy, VaultConfig};
+use agentidp_sidecar::backoff::RetryPolicy;
 use agentidp_sidecar::controls::ControlStatus;
 use agentidp_sidecar::db::{self, Db};
 use agentidp_sidecar::jobs::encryption_at_rest;
 use agentidp_sidecar::jobs::key_refresh::KeyRefresher;
 use agentidp_sidecar::key::{EncryptionKey, KeyLoadError, KeySource, KeyState, SessionKeys};
 use agentidp_sidecar::metrics::Metrics;
+use agentidp_sidecar::settings::VaultConfig;
 use agentidp_sidecar::vault::{TokenRenewer, VaultKeySource};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -32,7 +33,7 @@ const KEY_C: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d
 fn vault_config(addr: &str) -> VaultConfig {
     VaultConfig {
         addr: addr.to_owned(),
-        token: TOKEN.to_owned(),
+        token: TOKEN.into(),
         mount: "secret".to_owned(),
         path: "agentidp/encryption-key".to_owned(),
         field: "encryptionKey".to_owned(),

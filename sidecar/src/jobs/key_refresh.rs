@@ -9,7 +9,7 @@ use cron::Schedule;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RetryPolicy;
+use crate::backoff::RetryPolicy;
 use crate::db::Db;
 use crate::jobs::{instrumented, next_firing, JobError};
 use crate::key::{KeySource, KeyState, SessionKeys};

@@ -21,11 +21,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::controls::{self, ControlId, ControlStatus, Outcome, RecordError};
 use crate::db::{Db, DbError, DbSetupError};
 use crate::key::{KeyLoadError, KeyState};
 use crate::metrics::{Job, Metrics};
+use crate::settings::Config;
 
 pub struct JobContext {
     pub db: Arc<Db>,

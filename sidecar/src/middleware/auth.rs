@@ -10,12 +10,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::config::{JwtConfig, JwtKey};
 use crate::error::ApiError;
+use crate::settings::JwtConfig;
 
 pub const AUDIT_READ: &str = "audit:read";
 
@@ -60,13 +60,11 @@ impl Claims {
 }
 
 impl JwtVerifier {
-    pub fn new(config: &JwtConfig) -> Result<JwtVerifier, jsonwebtoken::errors::Error> {
-        let (key, alg) = match &config.key {
-            JwtKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
-            JwtKey::Rs256Pem(pem) => (DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256),
-        };
+    /// The RS256 key was parsed (and refused if malformed) when the settings were read.
+    pub fn new(config: &JwtConfig) -> JwtVerifier {
+        let key = config.key.decoding_key();
         // One algorithm only: accepting several invites the HS256-with-a-public-key confusion.
-        let mut validation = Validation::new(alg);
+        let mut validation = Validation::new(config.key.algorithm());
         validation.leeway = config.leeway_seconds;
         validation.validate_nbf = true;
         match &config.audience {
@@ -76,7 +74,7 @@ impl JwtVerifier {
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
         }
-        Ok(JwtVerifier { key, validation })
+        JwtVerifier { key, validation }
     }
 
     pub fn authenticate(
