@@ -10,14 +10,15 @@
 //! between (`agentidp_core::head_cache`): a lone writer then reads no head at all.
 //!
 //! Savepoints: rows appended inside a subtransaction that rolls back are gone, and so is a lock
-//! taken inside it, so each subtransaction's first change to an entry saves the entry's previous
-//! state, restored on rollback (or the entry dropped, when the subtransaction created it).
+//! taken inside it, so the heads are an `agentidp_core::savepoints::SavepointMap`, which restores
+//! each entry's state from before the subtransaction's first change to it on rollback (or drops
+//! the entry, when the subtransaction created it).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 use agentidp_core::chain::{ChainHead, HASH_LEN};
 use agentidp_core::head_cache::{HeadCache, Known};
+use agentidp_core::savepoints::SavepointMap;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
@@ -32,14 +33,16 @@ pub const LOCK_CLASS: u32 = u32::from_be_bytes(*b"AIDP");
 /// `TopSubTransactionId` in xact.h: the top-level transaction itself.
 const TOP_SUBTRANSACTION: pg_sys::SubTransactionId = 1;
 
-struct Entry {
-    head: ChainHead,
-    /// (subtransaction, state before its first change), innermost last; `None`: no entry then.
-    saved: Vec<(pg_sys::SubTransactionId, Option<ChainHead>)>,
+/// The heads of the chains this transaction appended to, by chain id.
+type Heads = SavepointMap<Vec<u8>, ChainHead, pg_sys::SubTransactionId>;
+
+/// A subtransaction as `SavepointMap` names it: `None` for the top-level transaction.
+fn savepoint(sub: pg_sys::SubTransactionId) -> Option<pg_sys::SubTransactionId> {
+    (sub != TOP_SUBTRANSACTION).then_some(sub)
 }
 
 thread_local! {
-    static HEADS: RefCell<HashMap<Vec<u8>, Entry>> = RefCell::new(HashMap::new());
+    static HEADS: RefCell<Heads> = RefCell::new(Heads::new());
     /// Heads this backend read or committed, and whether they are still current (see
     /// `agentidp_core::head_cache`).
     static KNOWN: RefCell<HeadCache> = RefCell::new(HeadCache::default());
@@ -71,33 +74,13 @@ pub fn append<R>(
     chain_id: &[u8],
     append: impl FnOnce(ChainHead) -> (ChainHead, R),
 ) -> R {
-    let cached = HEADS.with_borrow(|heads| heads.get(chain_id).map(|e| e.head));
-    let (current, is_new) = match cached {
-        Some(head) => (head, false),
-        None => (lock_and_read(table, chain_id), true),
-    };
+    let current = HEADS
+        .with_borrow(|heads| heads.get(chain_id))
+        .unwrap_or_else(|| lock_and_read(table, chain_id));
     let (next, result) = append(current);
     // SAFETY: plain read of the executing subtransaction's id.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    HEADS.with_borrow_mut(|heads| {
-        // Looked up before inserting: a bulk load appends to one entry a million times, and
-        // `entry()` would copy the key for every row.
-        if !heads.contains_key(chain_id) {
-            heads.insert(
-                chain_id.to_vec(),
-                Entry {
-                    head: current,
-                    saved: Vec::new(),
-                },
-            );
-        }
-        let entry = heads.get_mut(chain_id).expect("inserted above");
-        let before = (!is_new).then_some(current);
-        if subxact != TOP_SUBTRANSACTION && entry.saved.last().map(|s| s.0) != Some(subxact) {
-            entry.saved.push((subxact, before));
-        }
-        entry.head = next;
-    });
+    HEADS.with_borrow_mut(|heads| heads.set(chain_id, next, savepoint(subxact)));
     result
 }
 
@@ -300,8 +283,8 @@ unsafe extern "C-unwind" fn on_xact_event(
         // Still holding the chains' locks: nobody else has appended to them.
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => HEADS.with_borrow(|heads| {
             KNOWN.with_borrow_mut(|known| {
-                for (chain_id, entry) in heads {
-                    known.record(chain_id, entry.head);
+                for (chain_id, head) in heads.iter() {
+                    known.record(chain_id, head);
                 }
             })
         }),
@@ -330,32 +313,8 @@ unsafe extern "C-unwind" fn on_subxact_event(
 ) {
     use pg_sys::SubXactEvent::*;
     HEADS.with_borrow_mut(|heads| match event {
-        SUBXACT_EVENT_ABORT_SUB => heads.retain(|_, e| {
-            match e.saved.last() {
-                Some(&(s, before)) if s == sub => {
-                    e.saved.pop();
-                    match before {
-                        Some(head) => e.head = head,
-                        None => return false,
-                    }
-                }
-                _ => {}
-            }
-            true
-        }),
-        SUBXACT_EVENT_COMMIT_SUB => {
-            for e in heads.values_mut() {
-                let n = e.saved.len();
-                if n > 0 && e.saved[n - 1].0 == sub {
-                    // The parent keeps the older of the two saved states.
-                    if parent == TOP_SUBTRANSACTION || (n > 1 && e.saved[n - 2].0 == parent) {
-                        e.saved.pop();
-                    } else {
-                        e.saved[n - 1].0 = parent;
-                    }
-                }
-            }
-        }
+        SUBXACT_EVENT_ABORT_SUB => heads.abort_sub(sub),
+        SUBXACT_EVENT_COMMIT_SUB => heads.commit_sub(sub, savepoint(parent)),
         _ => {}
     });
 }

@@ -8,4 +8,5 @@ pub mod chain_set;
 pub mod crypto;
 pub mod ddl;
 pub mod head_cache;
+pub mod savepoints;
 pub mod verdict;

@@ -70,6 +70,30 @@ SELECT chain_id, seq FROM agentidp.agentidp_chain_heads() ORDER BY chain_id;
 ROLLBACK;
 
 BEGIN;
+-- Nested savepoints: a rollback returns every chain to where it stood, a chain first appended
+-- to inside it is forgotten, and a released savepoint's rows go with its parent's rollback.
+SET LOCAL agentidp.chain_scope = 'org';
+INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('1', 'success', 'acme');
+SAVEPOINT a;
+INSERT INTO agentidp.audit_events (action, outcome, org_id)
+VALUES ('2', 'success', 'acme'), ('3', 'success', 'globex');
+SAVEPOINT b;
+INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('4', 'success', 'acme');
+SAVEPOINT c;
+INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('5', 'success', 'globex');
+RELEASE SAVEPOINT c;
+ROLLBACK TO SAVEPOINT b;
+INSERT INTO agentidp.audit_events (action, outcome, org_id)
+VALUES ('6', 'success', 'acme'), ('7', 'success', 'globex');
+SELECT chain_id, seq, action FROM agentidp.audit_events ORDER BY chain_id, seq;
+ROLLBACK TO SAVEPOINT a;
+INSERT INTO agentidp.audit_events (action, outcome, org_id)
+VALUES ('8', 'success', 'globex'), ('9', 'success', 'acme');
+SELECT chain_id, seq, action FROM agentidp.audit_events ORDER BY chain_id, seq;
+SELECT * FROM agentidp.agentidp_verify_chain();
+ROLLBACK;
+
+BEGIN;
 -- An empty org_id is "no org", like NULL: it joins the global chain, not a chain named 'org:'.
 SET LOCAL agentidp.chain_scope = 'org';
 INSERT INTO agentidp.audit_events (action, outcome, org_id)
