@@ -184,8 +184,7 @@ pub fn lock_key(chain_id: &[u8]) -> u32 {
 /// # Safety
 /// `table.rel` is the trigger's open `audit_events`.
 unsafe fn last_event(table: EventsTable, chain_id: &[u8], from: i64) -> Option<ChainHead> {
-    // SAFETY: chain ids are built from text columns and are valid UTF-8.
-    let id = unsafe { std::str::from_utf8_unchecked(chain_id) };
+    let id = chain_text(chain_id);
     let snapshot = std::ptr::addr_of_mut!(pg_sys::SnapshotSelfData);
     // SAFETY: the relation is open for the statement; SnapshotSelf is static.
     let mut scan = unsafe {
@@ -213,6 +212,20 @@ unsafe fn last_event(table: EventsTable, chain_id: &[u8], from: i64) -> Option<C
     Some(ChainHead { seq, hash })
 }
 
+/// The chain id as text, checked. It is the org id's bytes behind an ASCII prefix
+/// (`agentidp_core::chain::chain_id_into`), and the extension is only created in a UTF8
+/// database (sql/schema.sql), so this holds; the check costs a pass over a short id once per
+/// chain and transaction, and keeps a broken assumption an error rather than undefined behavior.
+fn chain_text(chain_id: &[u8]) -> &str {
+    std::str::from_utf8(chain_id).unwrap_or_else(|_| {
+        raise(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            "audit chain id is not valid UTF-8",
+            Some("pg_agentidp requires a UTF8 database."),
+        )
+    })
+}
+
 static ANCHOR: KeptPlan = KeptPlan::new(
     c"SELECT seq, hash FROM agentidp.chain_anchors WHERE chain_id = $1",
     &[pg_sys::TEXTOID],
@@ -226,8 +239,7 @@ static ANCHOR: KeptPlan = KeptPlan::new(
 fn anchor_or_genesis(chain_id: &[u8], owner: pg_sys::Oid) -> ChainHead {
     let _as_owner = AsUser::switch_to(owner);
     Spi::connect(|_| {
-        // SAFETY: chain ids are built from text columns and are valid UTF-8.
-        let id = unsafe { std::str::from_utf8_unchecked(chain_id) };
+        let id = chain_text(chain_id);
         // SAFETY: a fresh snapshot, valid for the query: the statement's predates the lock.
         let snapshot = unsafe { pg_sys::GetLatestSnapshot() };
         let rows = ANCHOR.query(&[id.into_datum()], snapshot, 1);
