@@ -110,11 +110,8 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         let mut metadata_text = std::mem::replace(&mut site.metadata, JsonbText::empty());
         let mut preimage = std::mem::take(&mut site.preimage);
         let columns = site.columns;
-        let row = Values {
-            columns: &columns,
-            values: site.values.as_ptr(),
-            nulls: site.nulls.as_ptr(),
-        };
+        // The trigger tuple was deformed whole, into arrays of the relation's natts.
+        let row = Values::from_raw(&columns, site.values.as_ptr(), site.nulls.as_ptr());
         let org_id = row.bytes(ORG_ID);
         chain::chain_id_into(gucs::chain_scope(), org_id, &mut chain_id);
         let occurred_at = row.datum(OCCURRED_AT).expect("occurred_at is NOT NULL");

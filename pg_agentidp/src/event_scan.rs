@@ -28,6 +28,21 @@ pub const COLUMNS: [&CStr; 11] = [
     c"prev_hash",
     c"hash",
 ];
+/// The type each of [`COLUMNS`] must have: `Columns::of` refuses a table where one differs, so a
+/// row's datums can be read as these types.
+const TYPES: [pg_sys::Oid; 11] = [
+    pg_sys::UUIDOID,
+    pg_sys::TIMESTAMPTZOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::JSONBOID,
+    pg_sys::TEXTOID,
+    pg_sys::INT8OID,
+    pg_sys::BYTEAOID,
+    pg_sys::BYTEAOID,
+];
 pub const EVENT_ID: usize = 0;
 pub const OCCURRED_AT: usize = 1;
 pub const ACTION: usize = 2;
@@ -54,13 +69,21 @@ impl Columns {
         let desc = unsafe { (*rel).rd_att };
         let natts = usize::try_from(unsafe { (*desc).natts }).expect("natts is small");
         let mut attnums = [0i32; COLUMNS.len()];
-        for (slot, name) in attnums.iter_mut().zip(COLUMNS) {
+        for (column, (slot, name)) in attnums.iter_mut().zip(COLUMNS).enumerate() {
             let found = (0..natts).find(|&i| {
                 // SAFETY: i < natts.
                 let att = unsafe { &*(*desc).attrs.as_ptr().add(i) };
                 !att.attisdropped && unsafe { CStr::from_ptr(att.attname.data.as_ptr()) } == name
             });
             *slot = match found {
+                // SAFETY: i < natts.
+                Some(i) if unsafe { (*(*desc).attrs.as_ptr().add(i)).atttypid } != TYPES[column] => {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                        format!("agentidp.audit_events column {name:?} has another type than the chain reads"),
+                        Some("The table's shape is part of the chain; see docs/audit-log-runbook.md."),
+                    )
+                }
                 Some(i) => i32::try_from(i).expect("small") + 1,
                 None => raise(
                     PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
@@ -77,12 +100,27 @@ impl Columns {
 /// One deformed row: values as PostgreSQL holds them, valid until the scan moves on.
 #[derive(Clone, Copy)]
 pub struct Values<'a> {
-    pub columns: &'a Columns,
-    pub values: *const pg_sys::Datum,
-    pub nulls: *const bool,
+    columns: &'a Columns,
+    values: *const pg_sys::Datum,
+    nulls: *const bool,
 }
 
 impl<'a> Values<'a> {
+    /// # Safety
+    /// `values` and `nulls` hold at least `columns.last` entries: a row of the relation
+    /// `columns` was resolved from, deformed that far, whose datums stay valid for `'a`.
+    pub unsafe fn from_raw(
+        columns: &'a Columns,
+        values: *const pg_sys::Datum,
+        nulls: *const bool,
+    ) -> Values<'a> {
+        Values {
+            columns,
+            values,
+            nulls,
+        }
+    }
+
     pub fn datum(&self, column: usize) -> Option<pg_sys::Datum> {
         let i = usize::try_from(self.columns.attnums[column] - 1).expect("attnums start at 1");
         // SAFETY: the arrays hold at least `columns.last` entries.
@@ -91,7 +129,12 @@ impl<'a> Values<'a> {
 
     /// A text or bytea column's bytes.
     pub fn bytes(&self, column: usize) -> Option<&'a [u8]> {
-        // SAFETY: the caller names a varlena column; the row outlives 'a.
+        assert!(
+            matches!(TYPES[column], pg_sys::TEXTOID | pg_sys::BYTEAOID),
+            "column {column} is not text or bytea"
+        );
+        // SAFETY: the column is a varlena (checked above, and by Columns::of against the
+        // relation); the row outlives 'a.
         self.datum(column).map(|d| unsafe { varlena_bytes(d) })
     }
 
@@ -100,6 +143,10 @@ impl<'a> Values<'a> {
     }
 
     pub fn uuid(&self, column: usize) -> Option<&'a [u8; 16]> {
+        assert!(
+            TYPES[column] == pg_sys::UUIDOID,
+            "column {column} is not a uuid"
+        );
         // SAFETY: a uuid datum points at 16 bytes, valid as long as the row.
         self.datum(column)
             .map(|d| unsafe { &*d.cast_mut_ptr::<[u8; 16]>() })
@@ -282,11 +329,11 @@ impl ChainScan {
                 return None;
             }
             pg_sys::slot_getsomeattrs_int(self.slot, self.columns.last);
-            Some(Values {
-                columns: &self.columns,
-                values: (*self.slot).tts_values,
-                nulls: (*self.slot).tts_isnull,
-            })
+            Some(Values::from_raw(
+                &self.columns,
+                (*self.slot).tts_values,
+                (*self.slot).tts_isnull,
+            ))
         }
     }
 }
@@ -370,11 +417,9 @@ impl TableScan {
                 self.nulls.as_mut_ptr(),
             );
         }
-        Some(Values {
-            columns: &self.columns,
-            values: self.values.as_ptr(),
-            nulls: self.nulls.as_ptr(),
-        })
+        // SAFETY: the row was deformed whole into arrays of the descriptor's natts, and stays
+        // until the next call.
+        Some(unsafe { Values::from_raw(&self.columns, self.values.as_ptr(), self.nulls.as_ptr()) })
     }
 }
 
