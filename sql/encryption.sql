@@ -61,16 +61,17 @@ BEGIN
 END
 $fn$;
 
--- Where a rotation's walk stands, between its committed batches: one row while a pass is under
--- way, none otherwise. Written in each batch's own transaction, so a batch that is killed leaves
--- the position of the last one committed, and the next call goes on from there. `target` is what
--- the pass rewrites to (the ids of the configured keys, never the keys, and the format): a call
--- with other keys or another format starts a new pass.
+-- Where a rotation's walk stands, between its committed batches: the column and the last key of
+-- the pass under way (both NULL when none is). Written in each batch's own transaction, so a
+-- batch that is killed leaves the position of the last one committed, and the next call goes on
+-- from there. `target` is what the pass rewrites to (the ids of the configured keys, never the
+-- keys, and the format): a call with other keys or another format starts a new pass. Never
+-- deleted from: running a rotation needs SELECT, INSERT and UPDATE on it, as on the columns.
 CREATE TABLE reencryption_pass (
     only_row      boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
     target        text        NOT NULL,
-    table_name    text        NOT NULL,
-    column_name   text        NOT NULL,
+    table_name    text,
+    column_name   text        CHECK ((column_name IS NULL) = (table_name IS NULL)),
     last_key      text,
     remaining     bigint      NOT NULL CHECK (remaining >= 0),
     undecryptable bigint      NOT NULL CHECK (undecryptable >= 0),
@@ -131,7 +132,7 @@ BEGIN
            FROM agentidp.agentidp_encryption_key_ids() k),
         current_setting('agentidp.encryption_format', true));
     SELECT * INTO p FROM agentidp.reencryption_pass;
-    IF NOT FOUND OR p.target IS DISTINCT FROM target THEN
+    IF NOT FOUND OR p.target IS DISTINCT FROM target OR p.table_name IS NULL THEN
         -- A new pass: count, once, what it has to rewrite and what it cannot.
         FOR c IN SELECT * FROM agentidp.encrypted_columns ORDER BY 1, 2 LOOP
             EXECUTE format($q$
@@ -144,13 +145,18 @@ BEGIN
             remaining := remaining + left_here;
             undecryptable := undecryptable + stuck_here;
         END LOOP;
-        DELETE FROM agentidp.reencryption_pass;
         IF remaining = 0 THEN
+            UPDATE agentidp.reencryption_pass
+               SET table_name = NULL, column_name = NULL, last_key = NULL, remaining = 0;
             RETURN;
         END IF;
         INSERT INTO agentidp.reencryption_pass (target, table_name, column_name, remaining, undecryptable)
         SELECT target, e.table_name, e.column_name, remaining, undecryptable
           FROM agentidp.encrypted_columns e ORDER BY 1, 2 LIMIT 1
+        ON CONFLICT (only_row) DO UPDATE
+           SET target = excluded.target, table_name = excluded.table_name,
+               column_name = excluded.column_name, last_key = NULL, remaining = excluded.remaining,
+               undecryptable = excluded.undecryptable, started_at = now()
         RETURNING * INTO p;
     END IF;
 
@@ -196,7 +202,8 @@ BEGIN
         budget := budget - visited;
     END LOOP;
     -- The walk is at the end of the last column: the pass is done.
-    DELETE FROM agentidp.reencryption_pass;
+    UPDATE agentidp.reencryption_pass
+       SET table_name = NULL, column_name = NULL, last_key = NULL, remaining = 0;
     remaining := 0;
     undecryptable := p.undecryptable;
 END

@@ -37,11 +37,14 @@ SELECT * FROM agentidp.agentidp_reencrypt(30);
 -- "Interrupted" here: a census shows the half-way state, then the run resumes where it was.
 SELECT sum(current_key) AS current, sum(old_key) AS old, sum(plaintext) AS plaintext
   FROM agentidp.agentidp_encryption_status();
+-- The walk's position, committed with each batch: the next one reads on from this key.
+SELECT table_name, column_name, last_key IS NOT NULL AS has_key, remaining FROM agentidp.reencryption_pass;
 SELECT * FROM agentidp.agentidp_reencrypt(30);
 SELECT * FROM agentidp.agentidp_reencrypt(30);
 SELECT * FROM agentidp.agentidp_reencrypt(30);
 -- Done: a further call has nothing to do.
 SELECT * FROM agentidp.agentidp_reencrypt(30);
+SELECT table_name IS NULL AS no_pass_under_way FROM agentidp.reencryption_pass;
 SELECT * FROM agentidp.agentidp_encryption_status();
 
 -- Without the old key every value still reads, each to its own plaintext, encrypted once.
