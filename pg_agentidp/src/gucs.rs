@@ -5,8 +5,6 @@ use std::ffi::{CStr, CString};
 use agentidp_core::chain;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
-use crate::keys;
-
 /// Which chain an event joins.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ChainScope {
@@ -51,7 +49,16 @@ fn key_flags() -> GucFlags {
     GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE
 }
 
-pub fn init() {
+/// The hooks of the key settings. They live with the keys (keys.rs), which read these settings:
+/// passed in by `_PG_init`, so that this module depends on no other of the extension's.
+pub struct KeyHooks {
+    pub check_key: pgrx::pg_sys::GucStringCheckHook,
+    pub check_old_keys: pgrx::pg_sys::GucStringCheckHook,
+    pub show_key: pgrx::pg_sys::GucShowHook,
+    pub show_old_keys: pgrx::pg_sys::GucShowHook,
+}
+
+pub fn init(key_hooks: KeyHooks) {
     // SUSET: the scope decides which chain a row proves its place in; a session must not pick its
     // own. Set it per database (ALTER DATABASE ... SET) or in postgresql.conf.
     GucRegistry::define_enum_guc(
@@ -108,11 +115,11 @@ pub fn init() {
     );
     // USERSET: the sidecar, ideally not a superuser, sets the key in its connection options.
     // A value set before the library was loaded (a placeholder, which SHOW prints) reaches the
-    // check hooks while they are defined; `keys::defining` has them refuse it unless the library
-    // was preloaded, see keys.rs.
+    // check hooks while they are defined; `_PG_init` runs this inside `keys::defining`, which has
+    // them refuse it unless the library was preloaded, see keys.rs.
     // SAFETY: the hooks are #[pg_guard]ed; they read the new value and the key cache, and
     // record a refusal in keys.rs's thread-locals.
-    keys::defining(|| unsafe {
+    unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"agentidp.encryption_key",
             c"The column-encryption key: 64 hex digits. Set it in the connection options only.",
@@ -120,9 +127,9 @@ pub fn init() {
             &ENCRYPTION_KEY,
             GucContext::Userset,
             key_flags(),
-            Some(keys::check_key),
+            key_hooks.check_key,
             None,
-            Some(keys::show_key),
+            key_hooks.show_key,
         );
         GucRegistry::define_string_guc_with_hooks(
             c"agentidp.encryption_old_keys",
@@ -131,11 +138,11 @@ pub fn init() {
             &ENCRYPTION_OLD_KEYS,
             GucContext::Userset,
             key_flags(),
-            Some(keys::check_old_keys),
+            key_hooks.check_old_keys,
             None,
-            Some(keys::show_old_keys),
+            key_hooks.show_old_keys,
         );
-    });
+    }
 }
 
 /// The scope in `agentidp-core`'s terms, which derives the chain id from it.

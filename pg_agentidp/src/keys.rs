@@ -25,7 +25,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::encryption::{raise_crypto, sqlstate_and_hint};
+use crate::error::{raise_crypto, sqlstate_and_hint};
 use crate::gucs;
 
 /// The library's name in `session_preload_libraries` and the like.

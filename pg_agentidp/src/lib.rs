@@ -48,7 +48,14 @@ pgrx::extension_sql_file!(
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::init();
+    keys::defining(|| {
+        gucs::init(gucs::KeyHooks {
+            check_key: Some(keys::check_key),
+            check_old_keys: Some(keys::check_old_keys),
+            show_key: Some(keys::show_key),
+            show_old_keys: Some(keys::show_old_keys),
+        })
+    });
     chain_head::init();
     ddl_guard::init();
 }

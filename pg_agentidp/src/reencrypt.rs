@@ -9,7 +9,8 @@
 use agentidp_core::crypto::{self, CryptoError, Decrypted, Format, KeyUsed};
 use pgrx::prelude::*;
 
-use crate::encryption::{configured_format, encrypt_value, raise_crypto, read_value};
+use crate::encryption::{configured_format, encrypt_value, read_value};
+use crate::error::raise_crypto;
 use crate::keys;
 
 /// Where one value stands.
