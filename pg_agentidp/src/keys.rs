@@ -182,6 +182,8 @@ fn source_allowed(source: pg_sys::GucSource::Type) -> bool {
 unsafe fn reject(code: PgSqlErrorCode, message: &str, hint: &str) -> bool {
     let message = CString::new(message).unwrap_or_default();
     let hint = CString::new(hint).unwrap_or_default();
+    // SAFETY: inside a check hook (the caller's promise); the strings are copied with pstrdup
+    // into guc.c's memory before the CStrings go.
     unsafe {
         pg_sys::GUC_check_errcode(code as i32);
         pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(message.as_ptr());
@@ -196,6 +198,7 @@ unsafe fn reject(code: PgSqlErrorCode, message: &str, hint: &str) -> bool {
 /// As [`reject`].
 unsafe fn reject_with(e: &CryptoError) -> bool {
     let (code, hint) = sqlstate_and_hint(e);
+    // SAFETY: as the caller promises, inside a check hook.
     unsafe { reject(code, &e.to_string(), hint.unwrap_or_default()) }
 }
 
@@ -218,6 +221,7 @@ fn verdict(setting: KeySetting, parsed: Result<(), CryptoError>) -> Result<(), C
 /// # Safety
 /// `newval` points to the proposed value (or null), as guc.c passes it to a check hook.
 unsafe fn proposed<'a>(newval: *mut *mut c_char) -> &'a [u8] {
+    // SAFETY: null or a NUL-terminated string guc.c keeps through the hook (the caller's promise).
     unsafe {
         if newval.is_null() || (*newval).is_null() {
             b""
@@ -233,6 +237,7 @@ unsafe fn check_source(source: pg_sys::GucSource::Type, name: &str) -> bool {
     if source_allowed(source) {
         return true;
     }
+    // SAFETY: called as a check hook (the caller's promise).
     unsafe {
         reject(
             PgSqlErrorCode::ERRCODE_CANT_CHANGE_RUNTIME_PARAM,
@@ -252,6 +257,8 @@ pub unsafe extern "C-unwind" fn check_key(
     _extra: *mut *mut c_void,
     source: pg_sys::GucSource::Type,
 ) -> bool {
+    // SAFETY: guc.c calls this as the setting's check hook with a valid `newval`, so each call
+    // below runs inside a check hook, as they require.
     let value = unsafe { proposed(newval) };
     if value.is_empty() {
         return true;
@@ -264,6 +271,7 @@ pub unsafe extern "C-unwind" fn check_key(
         EncryptionKey::from_hex_bytes(value).map(drop),
     ) {
         Ok(()) => true,
+        // SAFETY: inside the check hook, as above.
         Err(e) => unsafe { reject_with(&e) },
     }
 }
@@ -276,6 +284,8 @@ pub unsafe extern "C-unwind" fn check_old_keys(
     _extra: *mut *mut c_void,
     source: pg_sys::GucSource::Type,
 ) -> bool {
+    // SAFETY: guc.c calls this as the setting's check hook with a valid `newval`, so each call
+    // below runs inside a check hook, as they require.
     let value = unsafe { proposed(newval) };
     if value.is_empty() {
         return true;
@@ -285,6 +295,7 @@ pub unsafe extern "C-unwind" fn check_old_keys(
     }
     match verdict(KeySetting::Old, key_list::parse(value).map(drop)) {
         Ok(()) => true,
+        // SAFETY: inside the check hook, as above.
         Err(e) => unsafe { reject_with(&e) },
     }
 }
