@@ -21,4 +21,5 @@ pub mod routes;
 pub mod service;
 pub mod settings;
 pub mod snapshot;
+pub mod state;
 pub mod vault;

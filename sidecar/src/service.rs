@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{app, AppState};
+use crate::app::app;
 use crate::controls::Snapshot;
 use crate::db::{self, Db, DbSetupError};
 use crate::jobs::key_refresh::KeyRefresher;
@@ -18,6 +18,7 @@ use crate::leader;
 use crate::metrics::Metrics;
 use crate::settings::{Config, KeySourceConfig};
 use crate::snapshot::{self, SnapshotCell};
+use crate::state::AppState;
 use crate::vault::{TokenRenewer, VaultKeySource};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use agentidp_core::chain::BreakKind;
-use agentidp_sidecar::app::{app, AppState};
+use agentidp_sidecar::app::app;
 use agentidp_sidecar::audit_chain::ChainVerification;
 use agentidp_sidecar::controls::{ControlId, ControlRecord, ControlStatus, Snapshot};
 use agentidp_sidecar::db::{ApiBackend, BoxFuture, DbError};
 use agentidp_sidecar::metrics::Metrics;
 use agentidp_sidecar::settings::Config;
 use agentidp_sidecar::snapshot::SnapshotCell;
+use agentidp_sidecar::state::AppState;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode};

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentidp_sidecar::app::{app, AppState};
+use agentidp_sidecar::app::app;
 use agentidp_sidecar::controls::{self, ControlId, ControlStatus, Outcome, Snapshot};
 use agentidp_sidecar::db::{self, ApiBackend, Db};
 use agentidp_sidecar::jobs::{self, JobContext};
@@ -23,6 +23,7 @@ use agentidp_sidecar::leader::{self, JOBS_LOCK_KEY};
 use agentidp_sidecar::metrics::Metrics;
 use agentidp_sidecar::settings::Config;
 use agentidp_sidecar::snapshot::{self, SnapshotCell};
+use agentidp_sidecar::state::AppState;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeZone, Utc};

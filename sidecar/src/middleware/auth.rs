@@ -13,9 +13,9 @@ use axum::response::Response;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::settings::JwtConfig;
+use crate::state::AppState;
 
 pub const AUDIT_READ: &str = "audit:read";
 

@@ -18,9 +18,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::middleware::auth::AuthenticatedClient;
+use crate::state::AppState;
 
 const WINDOW_MS: u64 = 60_000;
 

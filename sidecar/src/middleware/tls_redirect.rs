@@ -10,8 +10,8 @@ use axum::http::{header, uri::Authority, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub const OPERATIONAL_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
 

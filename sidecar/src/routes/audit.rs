@@ -5,8 +5,8 @@ use axum::Json;
 use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, SubsecRound, Timelike};
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 const FROM_REASON: &str =
     "Must be a valid ISO 8601 date-time string (e.g. 2026-03-01T00:00:00.000Z).";

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>) -> Response {
     (

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The process answers: nothing else is checked, so a database outage does not get it restarted.
 pub async fn alive() -> Json<Value> {

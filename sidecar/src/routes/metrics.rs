@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state.metrics.render().map_err(ApiError::internal)?;

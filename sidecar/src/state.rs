@@ -1,0 +1,60 @@
+//! The state every handler and middleware layer shares. Its own module, below both the routes
+//! and the middleware, so that they need not import `app` (which imports them to build the
+//! router).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::db::ApiBackend;
+use crate::metrics::Metrics;
+use crate::middleware::auth::JwtVerifier;
+use crate::middleware::rate_limit::FixedWindowLimiter;
+use crate::middleware::tls_redirect::TlsRedirect;
+use crate::settings::Config;
+use crate::snapshot::SnapshotCell;
+
+/// Cheap to clone (one reference count), as every middleware layer clones it per request.
+#[derive(Clone)]
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
+    pub backend: Arc<dyn ApiBackend>,
+    pub snapshot: Arc<SnapshotCell>,
+    pub metrics: Arc<Metrics>,
+    pub jwt: JwtVerifier,
+    pub audit_limiter: FixedWindowLimiter<String>,
+    pub controls_limiter: FixedWindowLimiter<Option<IpAddr>>,
+    pub tls_redirect: TlsRedirect,
+    pub trusted_proxy_hops: usize,
+}
+
+impl AppState {
+    pub fn new(
+        config: &Config,
+        backend: Arc<dyn ApiBackend>,
+        snapshot: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+    ) -> AppState {
+        AppState(Arc::new(AppStateInner {
+            backend,
+            snapshot,
+            metrics,
+            jwt: JwtVerifier::new(&config.jwt),
+            audit_limiter: FixedWindowLimiter::per_minute(config.audit_rate_limit_per_minute),
+            controls_limiter: FixedWindowLimiter::per_minute(config.controls_rate_limit_per_minute),
+            tls_redirect: TlsRedirect {
+                enabled: config.production,
+                public_host: config.public_host.clone(),
+            },
+            trusted_proxy_hops: config.trusted_proxy_hops,
+        }))
+    }
+}
