@@ -1,92 +1,12 @@
-//! The column-encryption key: its format, where it comes from, and what the process knows about it.
-//!
-//! The key's value leaves this module only through [`EncryptionKey::expose_hex`], whose callers
-//! put it into the database sessions' startup options. Nothing here formats it: `Debug` is
-//! redacted and no error carries it.
+//! The process's key source and what it knows about its key. The key's format and the
+//! [`KeyProvider`] trait are in `key_source.rs`; the Vault provider is in `vault.rs`, the
+//! development key file here. This module knows the sources only through the trait.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agentidp_core::crypto::{CryptoError, KeyId};
-
-use crate::vault::VaultKeySource;
-
-/// A validated AES-256 key, held as 64 lowercase hex characters (the form the extension's
-/// `agentidp.encryption_key` setting takes), with the key id the extension derives from it.
-#[derive(Clone)]
-pub struct EncryptionKey {
-    hex: Arc<str>,
-    id: KeyId,
-}
-
-impl EncryptionKey {
-    /// `origin` names where the text came from, for the error message. The format rule is the
-    /// core crate's, so the sidecar never accepts a key the extension would refuse.
-    pub fn from_hex(text: &str, origin: &str) -> Result<EncryptionKey, KeyLoadError> {
-        // Key files end with a newline, and a value pasted into Vault's UI often carries spaces.
-        let text = text.trim();
-        match agentidp_core::crypto::EncryptionKey::from_hex(text) {
-            Ok(parsed) => Ok(EncryptionKey {
-                hex: text.to_ascii_lowercase().into(),
-                id: parsed.id(),
-            }),
-            Err(e) => Err(KeyLoadError::InvalidKey {
-                origin: origin.to_owned(),
-                reason: match e {
-                    CryptoError::InvalidKey(reason) => reason.to_string(),
-                    other => other.to_string(),
-                },
-            }),
-        }
-    }
-
-    /// A comma-separated list, the form of the extension's `agentidp.encryption_old_keys`, split
-    /// by the core crate's rule, so the sidecar reads a list as the extension does; `origin` and
-    /// the entry's 1-based position name a bad entry.
-    pub fn list_from_hex(text: &str, origin: &str) -> Result<Vec<EncryptionKey>, KeyLoadError> {
-        agentidp_core::crypto::key_list::entries(text)
-            .map(|(position, entry)| {
-                EncryptionKey::from_hex(entry, &format!("{origin} entry {position}"))
-            })
-            .collect()
-    }
-
-    pub fn expose_hex(&self) -> &str {
-        &self.hex
-    }
-
-    /// Public by design (it is stamped on every v2 ciphertext), so logs and control details can
-    /// name the key in use.
-    pub fn id(&self) -> KeyId {
-        self.id
-    }
-}
-
-impl PartialEq for EncryptionKey {
-    fn eq(&self, other: &EncryptionKey) -> bool {
-        self.hex == other.hex
-    }
-}
-
-impl Eq for EncryptionKey {}
-
-/// What every database session is given: the key that encrypts and decrypts
-/// (`agentidp.encryption_key`), and, during a rotation, the keys that only decrypt values not yet
-/// rewritten (`agentidp.encryption_old_keys`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionKeys {
-    pub key: EncryptionKey,
-    pub old_keys: Vec<EncryptionKey>,
-}
-
-impl SessionKeys {
-    /// The old keys' public ids, comma-separated, for logs.
-    pub fn old_key_ids(&self) -> String {
-        let ids: Vec<String> = self.old_keys.iter().map(|k| k.id().to_string()).collect();
-        ids.join(",")
-    }
-}
+use crate::key_source::FetchFuture;
+pub use crate::key_source::{EncryptionKey, KeyLoadError, KeyOrigin, KeyProvider, SessionKeys};
 
 /// Replaces every run of 64 or more hex digits with `<redacted>`.
 ///
@@ -117,95 +37,53 @@ pub fn redact_keys(text: &str) -> String {
     out
 }
 
-impl fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EncryptionKey(id {}, <redacted>)", self.id)
-    }
-}
-
-/// Why a key could not be loaded. No variant holds the key or the Vault token.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyLoadError {
-    #[error("Vault is unreachable at {addr}: {reason}")]
-    VaultUnreachable { addr: String, reason: String },
-    #[error("Vault answered HTTP {status} for {path}: it may be sealed or overloaded")]
-    VaultUnavailable { path: String, status: u16 },
-    #[error("Vault secret {path} was not found (HTTP 404)")]
-    SecretNotFound { path: String },
-    #[error(
-        "Vault denied access to {path} (HTTP 403 permission denied): check the token's policy"
-    )]
-    PermissionDenied { path: String },
-    #[error("Vault rejected the request for {path} with HTTP {status}")]
-    VaultRejected { path: String, status: u16 },
-    #[error("Vault secret {path} has no string field {field:?}")]
-    FieldMissing { path: String, field: String },
-    #[error("Vault's answer for {path} is not a KV v2 secret")]
-    MalformedResponse { path: String },
-    #[error("cannot read the key file {path}: {reason}")]
-    FileUnreadable { path: String, reason: String },
-    #[error("Invalid encryption key in {origin} ({reason}): expected a 64-character hex string")]
-    InvalidKey { origin: String, reason: String },
-}
-
-impl KeyLoadError {
-    /// Transient failures say nothing about the key itself, so CC6.1 becomes `unknown` rather
-    /// than `failing`.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            KeyLoadError::VaultUnreachable { .. } | KeyLoadError::VaultUnavailable { .. }
-        )
-    }
-}
-
-pub enum KeySource {
-    Vault(Box<VaultKeySource>),
-    /// Development only: a file holding the hex key, used when no Vault is configured.
-    File(PathBuf),
-}
+/// The key source the process was configured with, whichever kind it is.
+pub struct KeySource(Box<dyn KeyProvider>);
 
 impl KeySource {
+    pub fn new(provider: impl KeyProvider + 'static) -> KeySource {
+        KeySource(Box::new(provider))
+    }
+
     pub async fn fetch(&self) -> Result<SessionKeys, KeyLoadError> {
-        match self {
-            KeySource::Vault(vault) => vault.fetch().await,
-            KeySource::File(path) => {
-                let origin = format!("key file {}", path.display());
-                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    KeyLoadError::FileUnreadable {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                // A development key file holds one key: rotations go through Vault.
-                Ok(SessionKeys {
-                    key: EncryptionKey::from_hex(&text, &origin)?,
-                    old_keys: Vec::new(),
-                })
-            }
-        }
+        self.0.fetch().await
     }
 
     pub fn kind(&self) -> KeyOrigin {
-        match self {
-            KeySource::Vault(_) => KeyOrigin::Vault,
-            KeySource::File(_) => KeyOrigin::File,
-        }
+        self.0.origin()
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyOrigin {
-    Vault,
-    File,
+/// Development only: a file holding the hex key, used when no Vault is configured.
+#[derive(Clone, Debug)]
+pub struct KeyFile(pub PathBuf);
+
+impl KeyFile {
+    async fn read(&self) -> Result<SessionKeys, KeyLoadError> {
+        let path = &self.0;
+        let origin = format!("key file {}", path.display());
+        let text =
+            tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| KeyLoadError::FileUnreadable {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        // A development key file holds one key: rotations go through Vault.
+        Ok(SessionKeys {
+            key: EncryptionKey::from_hex(&text, &origin)?,
+            old_keys: Vec::new(),
+        })
+    }
 }
 
-impl KeyOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyOrigin::Vault => "vault",
-            KeyOrigin::File => "file",
-        }
+impl KeyProvider for KeyFile {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(self.read())
+    }
+
+    fn origin(&self) -> KeyOrigin {
+        KeyOrigin::File
     }
 }
 
@@ -229,53 +107,6 @@ mod tests {
     use super::*;
 
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
-
-    #[test]
-    fn accepts_64_hex_characters_and_normalizes_case() {
-        let k = EncryptionKey::from_hex(&format!(" {KEY}\n"), "test").unwrap();
-        assert_eq!(k.expose_hex(), KEY.to_ascii_lowercase());
-    }
-
-    #[test]
-    fn rejects_anything_else_without_quoting_it() {
-        for (bad, reason) in [
-            ("", "got 0 characters"),
-            (&KEY[..63], "got 63 characters"),
-            (&format!("{KEY}0"), "got 65 characters"),
-            (&KEY.replace('0', "g"), "character 1 is not a hex digit"),
-        ] {
-            let e = EncryptionKey::from_hex(bad, "Vault secret secret/data/x").unwrap_err();
-            let msg = e.to_string();
-            assert_eq!(
-                msg,
-                format!("Invalid encryption key in Vault secret secret/data/x ({reason}): expected a 64-character hex string")
-            );
-            assert!(bad.is_empty() || !msg.contains(bad));
-        }
-    }
-
-    #[test]
-    fn a_key_list_names_a_bad_entry_by_position_only() {
-        let other = "ab".repeat(32);
-        let keys = EncryptionKey::list_from_hex(&format!(" {KEY} ,,{other},"), "field f").unwrap();
-        let hex: Vec<&str> = keys.iter().map(EncryptionKey::expose_hex).collect();
-        assert_eq!(hex, [KEY.to_ascii_lowercase().as_str(), other.as_str()]);
-        assert!(EncryptionKey::list_from_hex(" , ", "field f")
-            .unwrap()
-            .is_empty());
-
-        let e = EncryptionKey::list_from_hex(&format!("{KEY},,{}", &other[..60]), "field f")
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "Invalid encryption key in field f entry 2 (got 60 characters): expected a 64-character hex string"
-        );
-        assert!(!e.to_string().contains(&other[..60]));
-        assert!(!e
-            .to_string()
-            .to_ascii_lowercase()
-            .contains(&KEY.to_ascii_lowercase()));
-    }
 
     #[test]
     fn debug_is_redacted() {
@@ -317,14 +148,17 @@ mod tests {
         let bad = dir.join("bad");
         std::fs::write(&bad, "not a key").unwrap();
 
-        let k = KeySource::File(good).fetch().await.unwrap();
+        let k = KeySource::new(KeyFile(good)).fetch().await.unwrap();
         assert_eq!(k.key.expose_hex(), KEY.to_ascii_lowercase());
         assert!(k.old_keys.is_empty());
-        let e = KeySource::File(bad.clone()).fetch().await.unwrap_err();
+        let e = KeySource::new(KeyFile(bad.clone()))
+            .fetch()
+            .await
+            .unwrap_err();
         assert!(matches!(e, KeyLoadError::InvalidKey { .. }));
         assert!(e.to_string().contains(&bad.display().to_string()));
         assert!(!e.is_transient());
-        let e = KeySource::File(dir.join("missing"))
+        let e = KeySource::new(KeyFile(dir.join("missing")))
             .fetch()
             .await
             .unwrap_err();

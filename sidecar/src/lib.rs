@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod jobs;
 pub mod key;
+pub mod key_source;
 pub mod leader;
 pub mod metrics;
 pub mod middleware;

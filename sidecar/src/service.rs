@@ -13,7 +13,7 @@ use crate::controls::Snapshot;
 use crate::db::{self, Db, DbSetupError};
 use crate::jobs::key_refresh::KeyRefresher;
 use crate::jobs::{self, JobContext};
-use crate::key::{KeyLoadError, KeySource, KeyState};
+use crate::key::{KeyFile, KeyLoadError, KeySource, KeyState};
 use crate::leader;
 use crate::metrics::Metrics;
 use crate::settings::{Config, KeySourceConfig};
@@ -42,9 +42,7 @@ fn key_source(config: &Config) -> Result<Option<KeySource>, StartupError> {
     Ok(match &config.key_source {
         KeySourceConfig::Vault(vault) => {
             tracing::info!(addr = %vault.addr, path = %vault.display_path(), field = %vault.field, old_keys_field = %vault.old_keys_field, "encryption key source: Vault KV v2");
-            Some(KeySource::Vault(Box::new(VaultKeySource::new(
-                vault.clone(),
-            )?)))
+            Some(KeySource::new(VaultKeySource::new(vault.clone())?))
         }
         KeySourceConfig::File(path) => {
             if config.production {
@@ -52,7 +50,7 @@ fn key_source(config: &Config) -> Result<Option<KeySource>, StartupError> {
             } else {
                 tracing::info!(path = %path.display(), "no Vault configured (VAULT_ADDR unset): using the development key file ENCRYPTION_KEY_FILE");
             }
-            Some(KeySource::File(path.clone()))
+            Some(KeySource::new(KeyFile(path.clone())))
         }
         KeySourceConfig::None => {
             tracing::warn!("EncryptionService disabled — no Vault and no ENCRYPTION_KEY_FILE configured; CC6.1 will report failing");

@@ -12,7 +12,9 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use crate::backoff::RetryPolicy;
-use crate::key::{EncryptionKey, KeyLoadError, SessionKeys};
+use crate::key_source::{
+    EncryptionKey, FetchFuture, KeyLoadError, KeyOrigin, KeyProvider, SessionKeys,
+};
 use crate::metrics::Metrics;
 use crate::settings::VaultConfig;
 
@@ -86,7 +88,7 @@ impl VaultKeySource {
     /// The current key, and the old keys of a rotation in progress when the secret has the
     /// old-keys field. A bad old key fails the whole read, like a bad current key: sessions
     /// without it could not read what it encrypted.
-    pub async fn fetch(&self) -> Result<SessionKeys, KeyLoadError> {
+    async fn read(&self) -> Result<SessionKeys, KeyLoadError> {
         let path = self.config.display_path();
         // Read as loose JSON: a typed read would fail inside serde with the value in its message.
         let secret: serde_json::Value =
@@ -118,6 +120,16 @@ impl VaultKeySource {
             }
         };
         Ok(SessionKeys { key, old_keys })
+    }
+}
+
+impl KeyProvider for VaultKeySource {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(self.read())
+    }
+
+    fn origin(&self) -> KeyOrigin {
+        KeyOrigin::Vault
     }
 }
 

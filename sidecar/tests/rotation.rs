@@ -401,7 +401,7 @@ async fn the_runbook_rotation_end_to_end() {
         ..KeyState::default()
     });
     let refresher = KeyRefresher::new(
-        KeySource::Vault(Box::new(VaultKeySource::new(vault_config.clone()).unwrap())),
+        KeySource::new(VaultKeySource::new(vault_config.clone()).unwrap()),
         db.clone(),
         metrics.clone(),
         key_tx,

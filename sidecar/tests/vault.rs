@@ -14,7 +14,9 @@ use agentidp_sidecar::controls::ControlStatus;
 use agentidp_sidecar::db::{self, Db};
 use agentidp_sidecar::jobs::encryption_at_rest;
 use agentidp_sidecar::jobs::key_refresh::KeyRefresher;
-use agentidp_sidecar::key::{EncryptionKey, KeyLoadError, KeySource, KeyState, SessionKeys};
+use agentidp_sidecar::key::{
+    EncryptionKey, KeyLoadError, KeyProvider, KeySource, KeyState, SessionKeys,
+};
 use agentidp_sidecar::metrics::Metrics;
 use agentidp_sidecar::settings::VaultConfig;
 use agentidp_sidecar::vault::{TokenRenewer, VaultKeySource};
@@ -250,7 +252,7 @@ fn rig(addr: &str, schedule: &str) -> Rig {
         configured: true,
         ..KeyState::default()
     });
-    let source = KeySource::Vault(Box::new(VaultKeySource::new(vault_config(addr)).unwrap()));
+    let source = KeySource::new(VaultKeySource::new(vault_config(addr)).unwrap());
     let refresher = KeyRefresher::new(
         source,
         db.clone(),
