@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use secrecy::zeroize::Zeroizing;
+
 use crate::key_source::FetchFuture;
 pub use crate::key_source::{EncryptionKey, KeyLoadError, KeyOrigin, KeyProvider, SessionKeys};
 
@@ -62,13 +64,13 @@ impl KeyFile {
     async fn read(&self) -> Result<SessionKeys, KeyLoadError> {
         let path = &self.0;
         let origin = format!("key file {}", path.display());
-        let text =
-            tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| KeyLoadError::FileUnreadable {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+        // Wiped once parsed: the key's only copy is then the EncryptionKey's.
+        let text = Zeroizing::new(tokio::fs::read_to_string(path).await.map_err(|e| {
+            KeyLoadError::FileUnreadable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?);
         // A development key file holds one key: rotations go through Vault.
         Ok(SessionKeys {
             key: EncryptionKey::from_hex(&text, &origin)?,

@@ -2,9 +2,10 @@
 //! source implements: Vault KV v2 (in `vault.rs`) and the development key file (in `key.rs`).
 //! The bottom of the key modules: it imports neither of them.
 //!
-//! The key's value leaves this module only through [`EncryptionKey::expose_hex`], whose callers
-//! put it into the database sessions' startup options. Nothing here formats it: `Debug` is
-//! redacted and no error carries it.
+//! The key's value is held in a [`SecretString`], wiped from memory when the last clone of the
+//! key is dropped, and leaves this module only through [`EncryptionKey::expose_hex`], whose one
+//! caller puts it into the database sessions' startup options. Nothing here formats it: `Debug`
+//! is redacted and no error carries it.
 
 use std::fmt;
 use std::future::Future;
@@ -12,12 +13,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use agentidp_core::crypto::{CryptoError, KeyId};
+use secrecy::{ExposeSecret, SecretString};
 
 /// A validated AES-256 key, held as 64 lowercase hex characters (the form the extension's
 /// `agentidp.encryption_key` setting takes), with the key id the extension derives from it.
+///
+/// Clones share one copy of the text (the key state, the pool and the refresher each hold one),
+/// so there is one place to wipe.
 #[derive(Clone)]
 pub struct EncryptionKey {
-    hex: Arc<str>,
+    hex: Arc<SecretString>,
     id: KeyId,
 }
 
@@ -29,7 +34,7 @@ impl EncryptionKey {
         let text = text.trim();
         match agentidp_core::crypto::EncryptionKey::from_hex(text) {
             Ok(parsed) => Ok(EncryptionKey {
-                hex: text.to_ascii_lowercase().into(),
+                hex: Arc::new(SecretString::from(text.to_ascii_lowercase())),
                 id: parsed.id(),
             }),
             Err(e) => Err(KeyLoadError::InvalidKey {
@@ -53,8 +58,9 @@ impl EncryptionKey {
             .collect()
     }
 
+    /// The plaintext, for the database sessions' startup options only.
     pub fn expose_hex(&self) -> &str {
-        &self.hex
+        self.hex.expose_secret()
     }
 
     /// Public by design (it is stamped on every v2 ciphertext), so logs and control details can
@@ -66,7 +72,7 @@ impl EncryptionKey {
 
 impl PartialEq for EncryptionKey {
     fn eq(&self, other: &EncryptionKey) -> bool {
-        self.hex == other.hex
+        self.id == other.id && self.expose_hex() == other.expose_hex()
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use secrecy::zeroize::Zeroize;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
@@ -91,16 +92,23 @@ impl VaultKeySource {
     async fn read(&self) -> Result<SessionKeys, KeyLoadError> {
         let path = self.config.display_path();
         // Read as loose JSON: a typed read would fail inside serde with the value in its message.
-        let secret: serde_json::Value =
+        let mut secret: serde_json::Value =
             vaultrs::kv2::read(&self.client, &self.config.mount, &self.config.path)
                 .await
                 .map_err(|e| classify(&self.config.addr, &path, e))?;
+        let keys = self.keys_of(&secret, &path);
+        // The secret's text copies are wiped; the keys' only copies are the EncryptionKeys'.
+        wipe(&mut secret);
+        keys
+    }
+
+    fn keys_of(&self, secret: &serde_json::Value, path: &str) -> Result<SessionKeys, KeyLoadError> {
         let field = &self.config.field;
         let text = secret
             .get(field)
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| KeyLoadError::FieldMissing {
-                path: path.clone(),
+                path: path.to_owned(),
                 field: field.clone(),
             })?;
         let key = EncryptionKey::from_hex(text, &format!("Vault secret {path} field {field}"))?;
@@ -120,6 +128,16 @@ impl VaultKeySource {
             }
         };
         Ok(SessionKeys { key, old_keys })
+    }
+}
+
+/// Overwrites every string in a JSON value with zeros before it is dropped.
+fn wipe(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => text.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(wipe),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(wipe),
+        _ => {}
     }
 }
 
@@ -273,5 +291,28 @@ impl TokenRenewer {
                 () = cancel.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wipe_empties_every_string() {
+        let mut secret = serde_json::json!({
+            "encryptionKey": "ab".repeat(32),
+            "previousEncryptionKey": ["cd".repeat(32)],
+            "nested": {"x": "y", "n": 1},
+        });
+        wipe(&mut secret);
+        assert_eq!(
+            secret,
+            serde_json::json!({
+                "encryptionKey": "",
+                "previousEncryptionKey": [""],
+                "nested": {"x": "", "n": 1},
+            })
+        );
     }
 }
