@@ -5,8 +5,10 @@
 
 pub mod chain;
 pub mod chain_set;
+pub mod checkpoint;
 pub mod crypto;
 pub mod ddl;
 pub mod head_cache;
+pub mod merkle;
 pub mod savepoints;
 pub mod verdict;
