@@ -88,11 +88,26 @@ impl ControlStatus {
 pub struct Outcome {
     pub status: ControlStatus,
     pub detail: serde_json::Value,
+    /// The database time the check measured at, when the check itself uses `last_checked` as the
+    /// end of what it has seen (CC9.2's expiry window): then `last_checked` must be exactly that
+    /// time, not the later time of the write. `None`: the write's own `now()`.
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 impl Outcome {
     pub fn new(status: ControlStatus, detail: serde_json::Value) -> Outcome {
-        Outcome { status, detail }
+        Outcome {
+            status,
+            detail,
+            checked_at: None,
+        }
+    }
+
+    pub fn checked_at(self, at: DateTime<Utc>) -> Outcome {
+        Outcome {
+            checked_at: Some(at),
+            ..self
+        }
     }
 }
 
@@ -104,7 +119,8 @@ pub enum RecordError {
     MissingRow(&'static str),
 }
 
-/// Stamps `last_checked` with the database clock so that replicas with skewed clocks agree.
+/// Stamps `last_checked` with the database clock so that replicas with skewed clocks agree: the
+/// write's `now()`, or the outcome's `checked_at` (also the database's), which never moves it back.
 pub async fn record(
     client: &impl GenericClient,
     id: ControlId,
@@ -113,9 +129,16 @@ pub async fn record(
     let updated = client
         .execute(
             "UPDATE agentidp.control_status \
-             SET status = $2, last_checked = now(), detail = $3 \
+             SET status = $2, detail = $3, \
+                 last_checked = CASE WHEN $4::timestamptz IS NULL THEN now() \
+                                     ELSE greatest(last_checked, $4) END \
              WHERE control_id = $1",
-            &[&id.as_str(), &outcome.status.as_str(), &outcome.detail],
+            &[
+                &id.as_str(),
+                &outcome.status.as_str(),
+                &outcome.detail,
+                &outcome.checked_at,
+            ],
         )
         .await?;
     if updated == 0 {
@@ -131,6 +154,8 @@ pub struct ControlRecord {
     pub last_checked: DateTime<Utc>,
     /// CC7.1's `detail.depth`, so every replica can expose the dead-letter gauge.
     pub dead_letter_depth: Option<i64>,
+    /// CC9.2's `detail.expiringSoon`, so every replica can expose the expiring-credentials gauge.
+    pub expiring_soon: Option<i64>,
 }
 
 /// The five controls as served, with the response body rendered once per refresh so the hot path
@@ -176,6 +201,7 @@ impl Snapshot {
                         status: ControlStatus::Unknown,
                         last_checked: fallback,
                         dead_letter_depth: None,
+                        expiring_soon: None,
                     })
             })
             .collect();
@@ -216,14 +242,22 @@ pub async fn read_all(
         .filter_map(|row| {
             let id = ControlId::parse(row.get::<_, &str>(0))?;
             let detail: Option<serde_json::Value> = row.get(3);
+            let field = |name: &str| {
+                detail
+                    .as_ref()
+                    .and_then(|d| d.get(name))
+                    .and_then(serde_json::Value::as_i64)
+            };
             Some(ControlRecord {
                 id,
                 status: ControlStatus::parse(row.get(1)),
                 last_checked: row.get(2),
-                dead_letter_depth: detail
-                    .as_ref()
-                    .and_then(|d| d.get("depth"))
-                    .and_then(serde_json::Value::as_i64),
+                dead_letter_depth: (id == ControlId::WebhookDeadLetters)
+                    .then(|| field("depth"))
+                    .flatten(),
+                expiring_soon: (id == ControlId::SecretsRotation)
+                    .then(|| field("expiringSoon"))
+                    .flatten(),
             })
         })
         .collect())
@@ -244,6 +278,7 @@ mod tests {
                 status: ControlStatus::Failing,
                 last_checked: t,
                 dead_letter_depth: None,
+                expiring_soon: None,
             }],
             Utc.with_ymd_and_hms(2026, 3, 31, 5, 0, 0).unwrap(),
         );

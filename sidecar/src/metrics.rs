@@ -49,7 +49,9 @@ pub struct Metrics {
     /// result shows no sample instead of a `0` that an alert would take for a broken chain.
     audit_chain_integrity: IntGaugeVec,
     webhook_dead_letters: IntGaugeVec,
-    pub credentials_expiring_soon: IntCounter,
+    credentials_expiring_soon: IntGaugeVec,
+    /// Counted on the leader only, by the run that saw each credential enter the window.
+    pub credentials_entered_expiry_window: IntCounter,
     control_status: IntGaugeVec,
     job_last_success: GaugeVec,
     job_duration: HistogramVec,
@@ -89,9 +91,16 @@ impl Metrics {
                 ),
                 &[],
             )?,
-            credentials_expiring_soon: IntCounter::new(
+            credentials_expiring_soon: IntGaugeVec::new(
+                Opts::new(
+                    "agentidp_credentials_expiring_soon",
+                    "Active credentials expiring within CREDENTIAL_EXPIRY_WARNING_DAYS, as the latest secrets rotation run found",
+                ),
+                &[],
+            )?,
+            credentials_entered_expiry_window: IntCounter::new(
                 "agentidp_credentials_expiring_soon_total",
-                "Active credentials found expiring within the warning window, summed over secrets rotation runs",
+                "Active credentials that entered the CREDENTIAL_EXPIRY_WARNING_DAYS window, each counted once, by the secrets rotation run after it entered",
             )?,
             control_status: IntGaugeVec::new(
                 Opts::new(
@@ -165,6 +174,8 @@ impl Metrics {
             .register(Box::new(m.webhook_dead_letters.clone()))?;
         m.registry
             .register(Box::new(m.credentials_expiring_soon.clone()))?;
+        m.registry
+            .register(Box::new(m.credentials_entered_expiry_window.clone()))?;
         m.registry.register(Box::new(m.control_status.clone()))?;
         m.registry.register(Box::new(m.job_last_success.clone()))?;
         m.registry.register(Box::new(m.job_duration.clone()))?;
@@ -255,6 +266,13 @@ impl Metrics {
                             .set(depth);
                     }
                 }
+                (ControlId::SecretsRotation, _) => {
+                    if let Some(n) = control.expiring_soon {
+                        self.credentials_expiring_soon
+                            .with_label_values::<&str>(&[])
+                            .set(n);
+                    }
+                }
                 _ => {}
             }
         }
@@ -264,6 +282,49 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controls::ControlRecord;
+
+    fn cc92(expiring_soon: Option<i64>) -> Snapshot {
+        Snapshot::from_records(
+            vec![ControlRecord {
+                id: ControlId::SecretsRotation,
+                status: ControlStatus::Passing,
+                last_checked: chrono::Utc::now(),
+                dead_letter_depth: None,
+                expiring_soon,
+            }],
+            chrono::Utc::now(),
+        )
+    }
+
+    #[test]
+    fn the_expiring_gauge_follows_the_table_and_the_counter_only_the_leaders_runs() {
+        let mut metrics = Metrics::new().expect("registers");
+        metrics.render_ttl = Duration::ZERO;
+        let text =
+            |m: &Metrics| String::from_utf8_lossy(&m.render().expect("encodes")).into_owned();
+        assert!(
+            !text(&metrics).contains("\nagentidp_credentials_expiring_soon "),
+            "absent until known"
+        );
+        metrics.observe_snapshot(&cc92(Some(4)));
+        assert!(text(&metrics).contains("\nagentidp_credentials_expiring_soon 4\n"));
+        // An `unknown` result has no count: the last known one stays.
+        metrics.observe_snapshot(&cc92(None));
+        assert!(text(&metrics).contains("\nagentidp_credentials_expiring_soon 4\n"));
+        metrics.observe_snapshot(&cc92(Some(0)));
+        let t = text(&metrics);
+        assert!(
+            t.contains("\nagentidp_credentials_expiring_soon 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\nagentidp_credentials_expiring_soon_total 0\n"),
+            "{t}"
+        );
+        metrics.credentials_entered_expiry_window.inc_by(2);
+        assert!(text(&metrics).contains("\nagentidp_credentials_expiring_soon_total 2\n"));
+    }
 
     #[test]
     fn a_scrape_is_encoded_at_most_once_per_ttl() {

@@ -540,6 +540,7 @@ async fn controls_are_public_cacheable_and_in_spec_order() {
                 },
                 last_checked: t,
                 dead_letter_depth: None,
+                expiring_soon: None,
             })
             .collect(),
         t,
@@ -771,12 +772,21 @@ async fn metrics_are_prometheus_text_with_the_documented_names() {
                 status: ControlStatus::Passing,
                 last_checked: t,
                 dead_letter_depth: None,
+                expiring_soon: None,
             },
             ControlRecord {
                 id: ControlId::WebhookDeadLetters,
                 status: ControlStatus::Failing,
                 last_checked: t,
                 dead_letter_depth: Some(250),
+                expiring_soon: None,
+            },
+            ControlRecord {
+                id: ControlId::SecretsRotation,
+                status: ControlStatus::Passing,
+                last_checked: t,
+                dead_letter_depth: None,
+                expiring_soon: Some(3),
             },
         ],
         t,
@@ -817,7 +827,13 @@ async fn metrics_are_prometheus_text_with_the_documented_names() {
     assert_eq!(value("agentidp_webhook_dead_letters", &[]), Some(250.0));
     assert_eq!(
         value("agentidp_credentials_expiring_soon_total", &[]),
-        Some(0.0)
+        Some(0.0),
+        "only the leader's runs count credentials entering the window"
+    );
+    assert_eq!(
+        value("agentidp_credentials_expiring_soon", &[]),
+        Some(3.0),
+        "every replica shows CC9.2's expiringSoon"
     );
     assert_eq!(value("agentidp_encryption_key_loaded", &[]), Some(0.0));
     assert_eq!(value("agentidp_is_leader", &[]), Some(0.0));

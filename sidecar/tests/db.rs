@@ -234,7 +234,7 @@ async fn secrets_rotation_fails_on_an_expired_active_credential() {
 
     jobs::secrets_rotation::run_once(&ctx).await.unwrap();
     let before_expiry = control(&db, ControlId::SecretsRotation).await;
-    assert!(ctx.metrics.credentials_expiring_soon.get() >= 1);
+    assert!(before_expiry.1["expiringSoon"].as_i64().unwrap() >= 1);
 
     client
         .execute(insert, &[&org, &"active", &-1i32])
@@ -257,6 +257,99 @@ async fn secrets_rotation_fails_on_an_expired_active_credential() {
     if before_expiry.1["expiredActive"] == 0 {
         assert_eq!(before_expiry.0, "passing");
     }
+}
+
+/// `agentidp_credentials_expiring_soon_total` counts each credential once, when it enters the
+/// window: not again on the next run, nor in a restarted process, nor twice when two replicas
+/// run at once; and the window's stretch between runs is kept in the database.
+#[tokio::test]
+async fn a_credential_entering_the_expiry_window_is_counted_once() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    use_key(&db, KEY_A);
+    let org = format!("sidecar-test-{}", uuid::Uuid::new_v4());
+    let client = db.client().await.unwrap();
+    let ctx = context(&url, db.clone(), &[], KeyState::default());
+    let entered = |ctx: &JobContext| ctx.metrics.credentials_entered_expiry_window.get();
+    // Whatever an earlier test or a first evaluation left to count, counted now.
+    jobs::secrets_rotation::run_once(&ctx).await.unwrap();
+
+    let before = entered(&ctx);
+    jobs::secrets_rotation::run_once(&ctx).await.unwrap();
+    let rerun = entered(&ctx) - before;
+
+    // Created inside the window (expires in 3 days), and one far from it.
+    let insert = "INSERT INTO agentidp.credentials (org_id, secret_hash, expires_at, created_at) \
+                  VALUES ($1, 'x', now() + make_interval(days => $2), now() - make_interval(days => $3))";
+    client.execute(insert, &[&org, &3i32, &0i32]).await.unwrap();
+    client
+        .execute(insert, &[&org, &30i32, &0i32])
+        .await
+        .unwrap();
+    let before = entered(&ctx);
+    jobs::secrets_rotation::run_once(&ctx).await.unwrap();
+    let created_inside = entered(&ctx) - before;
+    let (_, detail) = control(&db, ControlId::SecretsRotation).await;
+
+    // A restarted process (fresh metrics) carries on from the database's last run.
+    let restarted = context(&url, db.clone(), &[], KeyState::default());
+    jobs::secrets_rotation::run_once(&restarted).await.unwrap();
+    let after_restart = entered(&restarted);
+
+    // Time catching up: a credential created long ago, due in 6 days, entered the window a day
+    // ago; put the previous run two days back, as after a long outage. (The earlier rows go, or
+    // the one created inside the window would count again: it too is newer than that run.)
+    client
+        .execute(
+            "DELETE FROM agentidp.credentials WHERE org_id = $1",
+            &[&org],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(insert, &[&org, &6i32, &20i32])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE agentidp.control_status SET last_checked = now() - interval '2 days' \
+              WHERE control_id = 'CC9.2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let before = entered(&restarted);
+    jobs::secrets_rotation::run_once(&restarted).await.unwrap();
+    let crossed = entered(&restarted) - before;
+
+    // Two replicas that both think they lead: one of them counts the new credential.
+    client.execute(insert, &[&org, &2i32, &0i32]).await.unwrap();
+    let (a, b) = (entered(&ctx), entered(&restarted));
+    let (ra, rb) = tokio::join!(
+        jobs::secrets_rotation::run_once(&ctx),
+        jobs::secrets_rotation::run_once(&restarted)
+    );
+    let concurrent = entered(&ctx) - a + entered(&restarted) - b;
+    client
+        .execute(
+            "DELETE FROM agentidp.credentials WHERE org_id = $1",
+            &[&org],
+        )
+        .await
+        .unwrap();
+
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(rerun, 0, "nothing entered between two runs");
+    assert_eq!(
+        created_inside, 1,
+        "the credential created inside the window"
+    );
+    assert!(detail["expiringSoon"].as_i64().unwrap() >= 1, "{detail}");
+    assert_eq!(after_restart, 0, "a restart does not count again");
+    assert_eq!(crossed, 1, "the credential the window reached is counted");
+    assert_eq!(concurrent, 1, "two leaders count it once between them");
 }
 
 #[tokio::test]

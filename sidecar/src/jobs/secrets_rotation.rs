@@ -1,12 +1,16 @@
 //! CC9.2 Secrets Rotation: active credentials must not outlive their expiry; those expiring within
-//! the warning window are counted so an alert can fire before the control fails.
+//! the warning window are counted (`detail.expiringSoon`, which every replica exposes as the gauge
+//! `agentidp_credentials_expiring_soon`) so an alert can fire before the control fails, and the
+//! leader counts each credential once as it enters the window
+//! (`agentidp_credentials_expiring_soon_total`).
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::controls::{ControlId, ControlStatus, Outcome};
+use crate::controls::{ControlId, ControlStatus, Outcome, RecordError};
 use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError};
 use crate::metrics::Job;
 
@@ -14,8 +18,11 @@ const CONTROL: ControlId = ControlId::SecretsRotation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CredentialCounts {
+    /// In the warning window now.
     pub expiring_soon: i64,
     pub expired: i64,
+    /// Of `expiring_soon`, those that entered the window since the previous run.
+    pub entered_window: i64,
 }
 
 pub fn evaluate(counts: CredentialCounts, warning_days: u32) -> Outcome {
@@ -34,34 +41,80 @@ pub fn evaluate(counts: CredentialCounts, warning_days: u32) -> Outcome {
     )
 }
 
-async fn count(ctx: &JobContext, warning_days: i32) -> Result<CredentialCounts, JobError> {
-    let client = ctx.db.client().await?;
-    let row = client
+/// Counts the credentials, and among those in the window the ones that entered it since the
+/// previous run. "Since the previous run" is kept in the database, not in this process: the
+/// previous run's time is CC9.2's `last_checked`, read under a row lock and advanced to this
+/// run's `now()` in the same transaction (the outcome then records that very time). So a restarted
+/// sidecar or a new leader carries on from the last run whoever made it, and two replicas that
+/// both believe they lead take turns on the row: each counts only the stretch of time the other
+/// did not. A credential entered the window in `(previous, now]` when
+/// * `expires_at - window` fell in it (time caught up with it), or
+/// * it was created in it, already within the window (a short-lived credential).
+///
+/// Never evaluated (the extension's seeded row, `detail` NULL): all of the window is new.
+async fn count(
+    ctx: &JobContext,
+    warning_days: i32,
+) -> Result<(CredentialCounts, DateTime<Utc>), JobError> {
+    let mut client = ctx.db.client().await?;
+    let tx = client.transaction().await?;
+    let previous = tx
+        .query_opt(
+            "SELECT CASE WHEN detail IS NULL THEN NULL ELSE last_checked END \
+               FROM agentidp.control_status WHERE control_id = $1 FOR UPDATE",
+            &[&CONTROL.as_str()],
+        )
+        .await?
+        .ok_or(RecordError::MissingRow(CONTROL.as_str()))?;
+    let previous: Option<DateTime<Utc>> = previous.try_get(0)?;
+    let row = tx
         .query_one(
             "SELECT \
                count(*) FILTER (WHERE expires_at > now() \
                                   AND expires_at <= now() + make_interval(days => $1)), \
-               count(*) FILTER (WHERE expires_at <= now()) \
+               count(*) FILTER (WHERE expires_at <= now()), \
+               count(*) FILTER (WHERE expires_at > now() \
+                                  AND expires_at <= now() + make_interval(days => $1) \
+                                  AND ($2::timestamptz IS NULL \
+                                       OR expires_at - make_interval(days => $1) > $2 \
+                                       OR (created_at > $2 AND created_at <= now()))), \
+               now() \
              FROM agentidp.credentials WHERE status = 'active'",
-            &[&warning_days],
+            &[&warning_days, &previous],
         )
         .await?;
-    Ok(CredentialCounts {
-        expiring_soon: row.try_get(0)?,
-        expired: row.try_get(1)?,
-    })
+    tx.execute(
+        "UPDATE agentidp.control_status SET last_checked = greatest(last_checked, now()) \
+          WHERE control_id = $1",
+        &[&CONTROL.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        CredentialCounts {
+            expiring_soon: row.try_get(0)?,
+            expired: row.try_get(1)?,
+            entered_window: row.try_get(2)?,
+        },
+        row.try_get(3)?,
+    ))
 }
 
 pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
     let days = ctx.config.credential_expiry_warning_days;
-    let counts = match count(ctx, i32::try_from(days).unwrap_or(i32::MAX)).await {
+    let (counts, measured_at) = match count(ctx, i32::try_from(days).unwrap_or(i32::MAX)).await {
         Ok(c) => c,
         Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
     };
     ctx.metrics
-        .credentials_expiring_soon
-        .inc_by(u64::try_from(counts.expiring_soon).unwrap_or(0));
-    record(ctx, CONTROL, &evaluate(counts, days)).await
+        .credentials_entered_expiry_window
+        .inc_by(u64::try_from(counts.entered_window).unwrap_or(0));
+    record(
+        ctx,
+        CONTROL,
+        &evaluate(counts, days).checked_at(measured_at),
+    )
+    .await
 }
 
 pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
@@ -85,13 +138,28 @@ mod tests {
         let soon = CredentialCounts {
             expiring_soon: 3,
             expired: 0,
+            entered_window: 1,
         };
         assert_eq!(evaluate(soon, 7).status, ControlStatus::Passing);
         assert_eq!(evaluate(soon, 7).detail["expiringSoon"], 3);
         let expired = CredentialCounts {
             expiring_soon: 0,
             expired: 1,
+            entered_window: 0,
         };
         assert_eq!(evaluate(expired, 7).status, ControlStatus::Failing);
+    }
+
+    #[test]
+    fn the_detail_holds_the_window_now_not_what_entered_it() {
+        let counts = CredentialCounts {
+            expiring_soon: 4,
+            expired: 0,
+            entered_window: 1,
+        };
+        assert_eq!(
+            evaluate(counts, 7).detail,
+            json!({"expiredActive": 0, "expiringSoon": 4, "warningDays": 7})
+        );
     }
 }

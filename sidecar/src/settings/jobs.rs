@@ -44,7 +44,7 @@ pub struct JobSettings {
     #[arg(long, env = "KEY_REFRESH_SCHEDULE", value_name = "CRON", default_value = EVERY_FIVE_MINUTES, value_parser = cron(EVERY_FIVE_MINUTES))]
     pub key_refresh_schedule: Schedule,
 
-    /// Window, in days, counted by agentidp_credentials_expiring_soon_total.
+    /// Window, in days, of agentidp_credentials_expiring_soon (and of the _total counter of credentials entering it).
     #[arg(long, env = "CREDENTIAL_EXPIRY_WARNING_DAYS", value_name = "DAYS", default_value_t = 7, value_parser = positive::<u32>)]
     pub credential_expiry_warning_days: u32,
 
