@@ -207,3 +207,18 @@ BEGIN
     END IF;
 END
 $fn$;
+
+-- ---------------------------------------------------------------------------------------------
+-- sql/schema.sql: the sidecar's rate-limit windows, shared by its replicas (issue 13). As in
+-- sql/schema.sql, word for word; UNLOGGED and not registered with pg_extension_config_dump.
+-- After the update, grant the sidecar's role its rights on it (sidecar/README.md, "HTTP"):
+--   GRANT SELECT, INSERT, UPDATE, DELETE ON agentidp.api_rate_windows TO agentidp;
+CREATE UNLOGGED TABLE api_rate_windows (
+    route      text        NOT NULL,
+    client_id  text        NOT NULL,
+    window_end timestamptz NOT NULL,
+    count      integer     NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (route, client_id)
+);
+COMMENT ON TABLE api_rate_windows IS
+  'Fixed rate-limit windows of the sidecar, per route and client, shared by its replicas.';

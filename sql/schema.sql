@@ -117,6 +117,23 @@ INSERT INTO control_status (control_id, name, status, last_checked) VALUES
     ('CC9.2', 'Secrets Rotation', 'unknown', now()),
     ('CC7.1', 'Webhook Dead-Letter Monitoring', 'unknown', now());
 
+-- The sidecar's per-client rate-limit windows, shared by its replicas (sidecar/README.md, "HTTP"):
+-- one row per route and client, its fixed window reset in place by the request that finds it
+-- over, so the table holds the clients of the last window, and each replica DELETEs the expired
+-- rows once a window. UNLOGGED: every limited request writes a row, and a window is worth
+-- nothing after a crash (the table is emptied then, and is empty on a promoted standby, which
+-- only hands every client a fresh window); so no WAL for it, no copy on standbys, and no
+-- pg_extension_config_dump: a dump carries the table, never its rows.
+CREATE UNLOGGED TABLE api_rate_windows (
+    route      text        NOT NULL,
+    client_id  text        NOT NULL,
+    window_end timestamptz NOT NULL,
+    count      integer     NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (route, client_id)
+);
+COMMENT ON TABLE api_rate_windows IS
+  'Fixed rate-limit windows of the sidecar, per route and client, shared by its replicas.';
+
 -- Extension tables are left out of pg_dump unless registered; these hold the data itself.
 SELECT pg_catalog.pg_extension_config_dump('audit_events', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_events_archive', '');

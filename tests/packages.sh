@@ -181,6 +181,7 @@ check "the chain verifies" t "$(q -c "SELECT verified FROM agentidp.agentidp_ver
 # CC6.7 job's ssl_min_protocol_version (the extension's key settings stay hidden from it).
 q -c "CREATE ROLE agentidp LOGIN" -c "GRANT USAGE ON SCHEMA agentidp TO agentidp" \
   -c "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA agentidp TO agentidp" \
+  -c "GRANT DELETE ON agentidp.api_rate_windows TO agentidp" \
   -c "GRANT pg_read_all_settings TO agentidp" \
   || fatal "cannot create the sidecar's role"
 

@@ -235,7 +235,49 @@ pub trait ApiBackend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<ChainVerification, DbError>>;
 
     fn ping(&self) -> BoxFuture<'_, Result<(), DbError>>;
+
+    /// Counts one request of `client_id` on `route` against its fixed window of `window`, which
+    /// starts anew when the last one has ended, and returns the window as it stands after it.
+    /// One budget for every caller of the same store: the replicas share it.
+    fn hit_rate_window<'a>(
+        &'a self,
+        route: &'a str,
+        client_id: &'a str,
+        limit: u32,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<RateWindow, DbError>>;
+
+    /// Forgets the windows that have ended; returns how many.
+    fn prune_rate_windows(&self) -> BoxFuture<'_, Result<u64, DbError>>;
 }
+
+/// A client's rate-limit window after one more request was counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateWindow {
+    /// Requests counted in the window, this one included, but never more than the limit plus
+    /// one: the request is allowed when this is at most the limit.
+    pub count: u32,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// One statement, atomic under concurrent requests of every replica: ON CONFLICT DO UPDATE
+/// locks the client's row and updates its latest version, so concurrent requests are counted
+/// one after the other. A window that has ended is restarted by the request that finds it so.
+/// The count stops at limit + 1, so refused requests keep it from overflowing, and never goes
+/// down within a window (were replicas given different limits, the lower would not undo the
+/// higher's count).
+const HIT_RATE_WINDOW: &str = "
+INSERT INTO agentidp.api_rate_windows AS w (route, client_id, window_end, count)
+VALUES ($1, $2, now() + make_interval(secs => $4), 1)
+ON CONFLICT (route, client_id) DO UPDATE
+   SET window_end = CASE WHEN w.window_end <= now() THEN excluded.window_end ELSE w.window_end END,
+       count = CASE WHEN w.window_end <= now() THEN 1
+                    ELSE greatest(w.count, least(w.count + 1, $3 + 1)) END
+RETURNING count, window_end";
+
+/// A row whose window a concurrent request has just restarted is re-checked on its new version
+/// and kept.
+const PRUNE_RATE_WINDOWS: &str = "DELETE FROM agentidp.api_rate_windows WHERE window_end <= now()";
 
 impl ApiBackend for Db {
     fn verify_chain(
@@ -254,6 +296,39 @@ impl ApiBackend for Db {
             let client = self.client().await?;
             client.simple_query("SELECT 1").await?;
             Ok(())
+        })
+    }
+
+    fn hit_rate_window<'a>(
+        &'a self,
+        route: &'a str,
+        client_id: &'a str,
+        limit: u32,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<RateWindow, DbError>> {
+        Box::pin(async move {
+            // Below i32::MAX, so that limit + 1 fits the column.
+            let limit = i32::try_from(limit).unwrap_or(i32::MAX).min(i32::MAX - 1);
+            let client = self.client().await?;
+            let statement = client.prepare_cached(HIT_RATE_WINDOW).await?;
+            let row = client
+                .query_one(
+                    &statement,
+                    &[&route, &client_id, &limit, &window.as_secs_f64()],
+                )
+                .await?;
+            let count: i32 = row.try_get(0)?;
+            Ok(RateWindow {
+                count: u32::try_from(count).unwrap_or(0),
+                ends_at: row.try_get(1)?,
+            })
+        })
+    }
+
+    fn prune_rate_windows(&self) -> BoxFuture<'_, Result<u64, DbError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            Ok(client.execute(PRUNE_RATE_WINDOWS, &[]).await?)
         })
     }
 }

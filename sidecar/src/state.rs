@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::db::ApiBackend;
 use crate::metrics::Metrics;
 use crate::middleware::auth::JwtVerifier;
-use crate::middleware::rate_limit::FixedWindowLimiter;
+use crate::middleware::rate_limit::{FixedWindowLimiter, SharedWindowLimiter, AUDIT_VERIFY_ROUTE};
 use crate::middleware::tls_redirect::TlsRedirect;
 use crate::settings::Config;
 use crate::snapshot::SnapshotCell;
@@ -30,7 +30,7 @@ pub struct AppStateInner {
     pub snapshot: Arc<SnapshotCell>,
     pub metrics: Arc<Metrics>,
     pub jwt: JwtVerifier,
-    pub audit_limiter: FixedWindowLimiter<String>,
+    pub audit_limiter: SharedWindowLimiter,
     pub controls_limiter: FixedWindowLimiter<Option<IpAddr>>,
     pub tls_redirect: TlsRedirect,
     pub trusted_proxy_hops: usize,
@@ -48,7 +48,10 @@ impl AppState {
             snapshot,
             metrics,
             jwt: JwtVerifier::new(&config.jwt),
-            audit_limiter: FixedWindowLimiter::per_minute(config.audit_rate_limit_per_minute),
+            audit_limiter: SharedWindowLimiter::per_minute(
+                AUDIT_VERIFY_ROUTE,
+                config.audit_rate_limit_per_minute,
+            ),
             controls_limiter: FixedWindowLimiter::per_minute(config.controls_rate_limit_per_minute),
             tls_redirect: TlsRedirect {
                 enabled: config.production,

@@ -11,7 +11,7 @@ use agentidp_core::chain::BreakKind;
 use agentidp_sidecar::app::app;
 use agentidp_sidecar::audit_chain::ChainVerification;
 use agentidp_sidecar::controls::{ControlId, ControlRecord, ControlStatus, Snapshot};
-use agentidp_sidecar::db::{ApiBackend, BoxFuture, DbError};
+use agentidp_sidecar::db::{ApiBackend, BoxFuture, DbError, RateWindow};
 use agentidp_sidecar::metrics::Metrics;
 use agentidp_sidecar::settings::Config;
 use agentidp_sidecar::snapshot::SnapshotCell;
@@ -32,6 +32,9 @@ const VERIFY: &str = "/api/v1/audit/verify";
 const CONTROLS: &str = "/api/v1/compliance/controls";
 
 type Calls = Arc<Mutex<Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>>>;
+/// The fake's rate-limit table: (route, client) to (window end, count). Shared by clones, as the
+/// database is by replicas.
+type Windows = Arc<Mutex<HashMap<(String, String), (DateTime<Utc>, u32)>>>;
 
 #[derive(Clone)]
 struct FakeBackend {
@@ -39,6 +42,9 @@ struct FakeBackend {
     reachable: bool,
     panics: bool,
     calls: Calls,
+    windows: Windows,
+    /// When set, counting a request against its rate limit fails with this error.
+    rate_limit_error: Option<String>,
 }
 
 impl FakeBackend {
@@ -54,6 +60,8 @@ impl FakeBackend {
             reachable: true,
             panics: false,
             calls: Calls::default(),
+            windows: Windows::default(),
+            rate_limit_error: None,
         }
     }
 }
@@ -79,6 +87,45 @@ impl ApiBackend for FakeBackend {
                 Err(DbError::new("connection refused"))
             }
         })
+    }
+
+    /// What the database's upsert does, in memory.
+    fn hit_rate_window<'a>(
+        &'a self,
+        route: &'a str,
+        client_id: &'a str,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> BoxFuture<'a, Result<RateWindow, DbError>> {
+        let result = match &self.rate_limit_error {
+            Some(e) => Err(DbError::new(e)),
+            None => {
+                let now = Utc::now();
+                let mut windows = self.windows.lock().unwrap();
+                let w = windows
+                    .entry((route.to_owned(), client_id.to_owned()))
+                    .or_insert((now, 0));
+                if w.0 <= now {
+                    *w = (now + window, 1);
+                } else {
+                    w.1 = (w.1 + 1).min(limit + 1);
+                }
+                Ok(RateWindow {
+                    count: w.1,
+                    ends_at: w.0,
+                })
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn prune_rate_windows(&self) -> BoxFuture<'_, Result<u64, DbError>> {
+        let now = Utc::now();
+        let mut windows = self.windows.lock().unwrap();
+        let before = windows.len();
+        windows.retain(|_, w| w.0 > now);
+        let gone = (before - windows.len()) as u64;
+        Box::pin(async move { Ok(gone) })
     }
 }
 
@@ -440,6 +487,46 @@ async fn verify_is_limited_to_30_a_minute_per_client() {
         verify_with_token(&h.router, &b).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn replicas_share_the_verify_budget_of_a_client() {
+    // Two apps over one store: two replicas over one database.
+    let backend = FakeBackend::intact();
+    let one = harness_with(&[], backend.clone());
+    let two = harness_with(&[], backend.clone());
+    let a = hs256(good_claims());
+    for i in 0..30 {
+        let router = if i % 2 == 0 { &one.router } else { &two.router };
+        let r = verify_with_token(router, &a).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}");
+        assert_eq!(r.header("x-ratelimit-remaining"), (29 - i).to_string());
+    }
+    for router in [&one.router, &two.router] {
+        let r = verify_with_token(router, &a).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.json()["code"], "RATE_LIMIT_EXCEEDED");
+        assert_eq!(r.header("x-ratelimit-remaining"), "0");
+    }
+    assert_eq!(backend.calls.lock().unwrap().len(), 30);
+}
+
+#[tokio::test]
+async fn verify_fails_with_a_json_500_when_its_rate_limit_cannot_be_counted() {
+    let backend = FakeBackend {
+        rate_limit_error: Some("connection refused".into()),
+        ..FakeBackend::intact()
+    };
+    let calls = backend.calls.clone();
+    let h = harness_with(&[], backend);
+    let r = verify_with_token(&h.router, &hs256(good_claims())).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        r.json(),
+        json!({"code": "INTERNAL_SERVER_ERROR", "message": "An unexpected error occurred. Please try again later."})
+    );
+    assert!(r.headers.get("x-ratelimit-limit").is_none());
+    assert!(calls.lock().unwrap().is_empty(), "verified without a limit");
 }
 
 #[tokio::test]

@@ -538,6 +538,134 @@ async fn chain_verification_runs_over_the_api_and_as_a_job() {
     assert_eq!(detail["fullWalk"], true);
 }
 
+#[tokio::test]
+async fn replicas_share_one_verify_budget_per_client() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    // Two replicas: two apps, each with its own pool and state, over one database.
+    let replica = || {
+        app(AppState::new(
+            &config(&url, &[]),
+            connect(&url),
+            Arc::new(SnapshotCell::new(Snapshot::unknown(Utc::now()))),
+            Arc::new(Metrics::new().unwrap()),
+        ))
+    };
+    let replicas = [replica(), replica()];
+    // A client no earlier run has used, and a range holding no event, so each request is cheap.
+    let client_id = format!("db-test-{}", uuid::Uuid::new_v4());
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"client_id": client_id, "scope": "audit:read", "exp": Utc::now().timestamp() + 60}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let uri = "/api/v1/audit/verify?fromDate=1998-01-01T00:00:00Z&toDate=1998-01-01T00:00:00Z";
+    let send = |router: axum::Router| {
+        let token = token.clone();
+        async move {
+            let r = router
+                .oneshot(
+                    Request::get(uri)
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let remaining: u32 = r.headers()["x-ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (r.status(), remaining)
+        }
+    };
+
+    // 40 requests at once, alternating between the replicas: 30 pass in all, whichever they hit.
+    let answers: Vec<_> = (0..40)
+        .map(|i| tokio::spawn(send(replicas[i % 2].clone())))
+        .collect();
+    let mut passed: Vec<u32> = Vec::new();
+    let mut refused = 0;
+    for answer in answers {
+        match answer.await.unwrap() {
+            (StatusCode::OK, remaining) => passed.push(remaining),
+            (StatusCode::TOO_MANY_REQUESTS, 0) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    passed.sort_unstable();
+    // Each pass saw its own place in the window: 29 down to 0, each once.
+    assert_eq!(passed, (0..30).collect::<Vec<u32>>());
+    assert_eq!(refused, 10);
+    // The 31st in sequence is refused by either replica.
+    for router in &replicas {
+        assert_eq!(
+            send(router.clone()).await,
+            (StatusCode::TOO_MANY_REQUESTS, 0)
+        );
+    }
+    // Another client has its own budget.
+    let db = connect(&url);
+    let window = db
+        .hit_rate_window(
+            agentidp_sidecar::middleware::rate_limit::AUDIT_VERIFY_ROUTE,
+            &format!("{client_id}-other"),
+            30,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(window.count, 1);
+    let left = (window.ends_at - Utc::now()).num_milliseconds();
+    assert!((59_000..=60_000).contains(&left), "{left}");
+}
+
+#[tokio::test]
+async fn a_window_that_ended_restarts_and_is_pruned() {
+    let url = require_database!();
+    let db = connect(&url);
+    let client_id = format!("db-test-{}", uuid::Uuid::new_v4());
+    let hit = || db.hit_rate_window("test-route", &client_id, 2, Duration::from_millis(300));
+    let first = hit().await.unwrap();
+    assert_eq!(first.count, 1);
+    assert_eq!(hit().await.unwrap(), db::RateWindow { count: 2, ..first });
+    // Refused requests are counted up to the limit + 1 and no further.
+    assert_eq!(hit().await.unwrap().count, 3);
+    assert_eq!(hit().await.unwrap(), db::RateWindow { count: 3, ..first });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = hit().await.unwrap();
+    assert_eq!(second.count, 1);
+    assert!(second.ends_at > first.ends_at);
+
+    let rows = |db: Arc<Db>, client_id: String| async move {
+        let client = db.client().await.unwrap();
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM agentidp.api_rate_windows WHERE client_id = $1",
+                &[&client_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    db.prune_rate_windows().await.unwrap();
+    assert_eq!(
+        rows(db.clone(), client_id.clone()).await,
+        1,
+        "a live window was pruned"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(db.prune_rate_windows().await.unwrap() >= 1);
+    assert_eq!(
+        rows(db.clone(), client_id.clone()).await,
+        0,
+        "an ended window was kept"
+    );
+}
+
 struct Replica {
     metrics: Arc<Metrics>,
     cancel: CancellationToken,

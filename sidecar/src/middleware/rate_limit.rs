@@ -1,6 +1,12 @@
 //! Fixed-window rate limits: 30 requests a minute per `client_id` on the audit route, 120 per
 //! client IP on the controls route.
 //!
+//! The audit route's windows are kept in PostgreSQL (`agentidp.api_rate_windows`), so that its
+//! budget holds across the sidecar's replicas: one atomic upsert per request counts it and says
+//! where the window stands. The route queries the database anyway, and fails without it. The
+//! controls route is public, served from memory, and its windows stay per replica: behind N
+//! replicas a client IP gets up to N times its limit there.
+//!
 //! Why not `governor`: its GCRA has no window, so `X-RateLimit-Remaining` and `X-RateLimit-Reset`
 //! ("when the window resets") would have to be synthesised and would not match what the limiter
 //! then does. A per-key fixed window starting at the key's first request makes all three headers
@@ -10,19 +16,24 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::db::{ApiBackend, RateWindow};
 use crate::error::ApiError;
 use crate::middleware::auth::AuthenticatedClient;
 use crate::state::AppState;
 
 const WINDOW_MS: u64 = 60_000;
+const WINDOW: Duration = Duration::from_millis(WINDOW_MS);
+/// The audit route's name in `agentidp.api_rate_windows`.
+pub const AUDIT_VERIFY_ROUTE: &str = "/api/v1/audit/verify";
 
 pub struct FixedWindowLimiter<K> {
     limit: u32,
@@ -61,10 +72,7 @@ impl<K: Hash + Eq + Clone> FixedWindowLimiter<K> {
     }
 
     pub fn check(&self, key: &K) -> Decision {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.check_at(key, now_ms)
+        self.check_at(key, now_ms())
     }
 
     fn check_at(&self, key: &K, now_ms: u64) -> Decision {
@@ -101,6 +109,85 @@ impl<K: Hash + Eq + Clone> FixedWindowLimiter<K> {
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A fixed window per key whose count lives in the database ([`ApiBackend::hit_rate_window`]),
+/// shared by every replica of the sidecar.
+pub struct SharedWindowLimiter {
+    route: &'static str,
+    limit: u32,
+    window: Duration,
+    /// When this replica next deletes the windows that have ended (Unix ms).
+    next_prune_ms: AtomicU64,
+}
+
+impl SharedWindowLimiter {
+    /// `route` names the route's windows in the table: replicas limiting the same route share
+    /// them.
+    pub fn per_minute(route: &'static str, limit: u32) -> SharedWindowLimiter {
+        SharedWindowLimiter::new(route, limit, WINDOW)
+    }
+
+    pub fn new(route: &'static str, limit: u32, window: Duration) -> SharedWindowLimiter {
+        SharedWindowLimiter {
+            route,
+            limit,
+            window,
+            next_prune_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one request of `key`. Once a window, this replica also deletes the windows that
+    /// have ended, in the background, so the table holds the clients of the last window rather
+    /// than every client ever seen; a replica-local schedule needs no leader, and N replicas
+    /// delete N times a window, each time a handful of rows.
+    pub async fn check(
+        &self,
+        backend: &Arc<dyn ApiBackend>,
+        key: &str,
+    ) -> Result<Decision, crate::db::DbError> {
+        let window = backend
+            .hit_rate_window(self.route, key, self.limit, self.window)
+            .await?;
+        let now = now_ms();
+        let due = self.next_prune_ms.load(Ordering::Relaxed);
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        if now >= due
+            && self
+                .next_prune_ms
+                .compare_exchange(
+                    due,
+                    now.saturating_add(window_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            let backend = Arc::clone(backend);
+            tokio::spawn(async move {
+                if let Err(e) = backend.prune_rate_windows().await {
+                    tracing::warn!(error = %e, "cannot delete the rate-limit windows that have ended");
+                }
+            });
+        }
+        Ok(self.decide(window))
+    }
+
+    fn decide(&self, window: RateWindow) -> Decision {
+        let ends_ms = u64::try_from(window.ends_at.timestamp_millis()).unwrap_or(0);
+        Decision {
+            allowed: window.count <= self.limit,
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(window.count),
+            reset: ends_ms.div_ceil(1000),
+        }
+    }
+}
+
 fn set_headers(headers: &mut HeaderMap, d: Decision) {
     for (name, value) in [
         ("x-ratelimit-limit", u64::from(d.limit)),
@@ -111,13 +198,7 @@ fn set_headers(headers: &mut HeaderMap, d: Decision) {
     }
 }
 
-async fn limited<K: Hash + Eq + Clone>(
-    limiter: &FixedWindowLimiter<K>,
-    key: &K,
-    request: Request,
-    next: Next,
-) -> Response {
-    let decision = limiter.check(key);
+async fn respond(decision: Decision, request: Request, next: Next) -> Response {
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
@@ -133,7 +214,19 @@ pub async fn per_client(State(state): State<AppState>, request: Request, next: N
         return ApiError::internal("rate limit by client ran before authentication")
             .into_response();
     };
-    limited(&state.audit_limiter, &client.client_id, request, next).await
+    // Without the database the route could not answer either: its JSON 500, as for a failed
+    // verification.
+    match state
+        .audit_limiter
+        .check(&state.backend, &client.client_id)
+        .await
+    {
+        Ok(decision) => respond(decision, request, next).await,
+        Err(e) => ApiError::internal(format!(
+            "cannot count the request against its rate limit: {e}"
+        ))
+        .into_response(),
+    }
 }
 
 pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -143,7 +236,7 @@ pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next)
         .map(|c| c.0.ip());
     // Without a peer address (never the case behind a real listener) all share one bucket.
     let ip = client_ip(peer, request.headers(), state.trusted_proxy_hops);
-    limited(&state.controls_limiter, &ip, request, next).await
+    respond(state.controls_limiter.check(&ip), request, next).await
 }
 
 /// The socket peer, unless `hops` proxies in front of us are trusted: each appends the address it
@@ -196,6 +289,25 @@ mod tests {
         let fresh = l.check_at(&"a", t0 + 60_000);
         assert!(fresh.allowed);
         assert_eq!(fresh.remaining, 1);
+    }
+
+    #[test]
+    fn a_shared_window_is_read_like_a_local_one() {
+        let l = SharedWindowLimiter::per_minute(AUDIT_VERIFY_ROUTE, 2);
+        let ends_at = chrono::DateTime::from_timestamp_millis(1_743_155_400_500).unwrap();
+        let at = |count| l.decide(RateWindow { count, ends_at });
+        assert_eq!(
+            at(1),
+            Decision {
+                allowed: true,
+                limit: 2,
+                remaining: 1,
+                reset: 1_743_155_401
+            }
+        );
+        assert_eq!((at(2).allowed, at(2).remaining), (true, 0));
+        assert_eq!((at(3).allowed, at(3).remaining), (false, 0));
+        assert_eq!(at(3).reset, 1_743_155_401);
     }
 
     #[test]
