@@ -46,8 +46,8 @@ pub struct KeySourceSettings {
     #[arg(long, env = "ENCRYPTION_KEY_FILE", value_name = "FILE")]
     pub encryption_key_file: Option<PathBuf>,
 
-    /// First backoff, in milliseconds, between failed key loads (and token renewals); doubles up
-    /// to VAULT_RETRY_MAX_MS.
+    /// First backoff, in milliseconds, between failed key loads (and token renewals); doubles,
+    /// each delay stretched by a random part of up to itself, never past VAULT_RETRY_MAX_MS.
     #[arg(long, env = "VAULT_RETRY_INITIAL_MS", value_name = "MS", default_value_t = 1_000, value_parser = positive::<u64>)]
     pub vault_retry_initial_ms: u64,
 
