@@ -111,8 +111,11 @@ impl JwtSettings {
                 ))
             }
             // Platforms that cannot hold multi-line values pass the PEM with literal "\n".
-            (Some(inline), None) => Some(inline.replace("\\n", "\n").into_bytes()),
-            (None, file) => file,
+            (Some(inline), None) => Some((
+                inline.replace("\\n", "\n").into_bytes(),
+                "JWT_RS256_PUBLIC_KEY",
+            )),
+            (None, file) => file.map(|pem| (pem, "JWT_RS256_PUBLIC_KEY_FILE")),
         };
         let key = match (&self.jwt_hs256_secret, pem) {
             (Some(_), Some(_)) => {
@@ -132,12 +135,9 @@ impl JwtSettings {
                 return Err(invalid("JWT_HS256_SECRET", "must be at least 32 bytes long"))
             }
             (Some(s), None) => JwtKey::Hs256(s.clone()),
-            (None, Some(pem)) => JwtKey::rs256_pem(&pem).map_err(|e| {
-                invalid(
-                    "JWT_RS256_PUBLIC_KEY",
-                    format!("not a PEM-encoded RSA public key: {e}"),
-                )
-            })?,
+            // Named by the variable the PEM came from.
+            (None, Some((pem, var))) => JwtKey::rs256_pem(&pem)
+                .map_err(|e| invalid(var, format!("not a PEM-encoded RSA public key: {e}")))?,
         };
         Ok(JwtConfig {
             key,

@@ -94,10 +94,6 @@ fn bad_settings_name_the_variable() {
         (vec![("JWT_HS256_SECRET", "")], "JWT_HS256_SECRET"),
         (vec![("JWT_HS256_SECRET", "short")], "JWT_HS256_SECRET"),
         (
-            vec![("JWT_RS256_PUBLIC_KEY", "not pem")],
-            "JWT_HS256_SECRET",
-        ),
-        (
             vec![("JWT_RS256_PUBLIC_KEY_FILE", "/nonexistent/key.pem")],
             "JWT_RS256_PUBLIC_KEY_FILE",
         ),
@@ -128,6 +124,48 @@ fn bad_settings_name_the_variable() {
         assert_eq!(e.var, var, "for {pairs:?}: {e}");
         assert!(e.to_string().contains(var), "{e}");
     }
+}
+
+/// Without an HS256 secret, so that the PEM itself is what is refused (with one, the
+/// combination is refused first: see below).
+fn rs256_err(pairs: &[(&str, &str)]) -> ConfigError {
+    let mut v = vars(pairs);
+    v.remove("JWT_HS256_SECRET");
+    Config::from_map(&v).unwrap_err()
+}
+
+#[test]
+fn an_invalid_rs256_pem_is_refused_by_the_variable_it_came_from() {
+    let e = rs256_err(&[("JWT_RS256_PUBLIC_KEY", "not pem")]);
+    assert_eq!(
+        (e.var.as_str(), e.reason.as_str()),
+        (
+            "JWT_RS256_PUBLIC_KEY",
+            "not a PEM-encoded RSA public key: InvalidKeyFormat"
+        )
+    );
+    let dir = std::env::temp_dir().join(format!("agentidp-pem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwt.pem");
+    std::fs::write(
+        &file,
+        "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let e = rs256_err(&[("JWT_RS256_PUBLIC_KEY_FILE", file.to_str().unwrap())]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        (e.var.as_str(), e.reason.as_str()),
+        (
+            "JWT_RS256_PUBLIC_KEY_FILE",
+            "not a PEM-encoded RSA public key: InvalidKeyFormat"
+        )
+    );
+    // The fixture the API tests verify tokens with is accepted.
+    let good = include_str!("../../tests/fixtures/test-rs256-public.pem");
+    let mut v = vars(&[("JWT_RS256_PUBLIC_KEY", good)]);
+    v.remove("JWT_HS256_SECRET");
+    assert!(Config::from_map(&v).is_ok());
 }
 
 #[test]
