@@ -13,6 +13,7 @@ pub mod controls;
 pub mod db;
 pub mod error;
 pub mod jobs;
+pub mod jwt;
 pub mod key;
 pub mod key_source;
 pub mod leader;

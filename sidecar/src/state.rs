@@ -6,10 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::db::ApiBackend;
+use crate::jwt::JwtVerifier;
 use crate::metrics::Metrics;
-use crate::middleware::auth::JwtVerifier;
 use crate::middleware::rate_limit::{FixedWindowLimiter, SharedWindowLimiter, AUDIT_VERIFY_ROUTE};
-use crate::middleware::tls_redirect::TlsRedirect;
 use crate::settings::Config;
 use crate::snapshot::SnapshotCell;
 
@@ -60,4 +59,13 @@ impl AppState {
             trusted_proxy_hops: config.trusted_proxy_hops,
         }))
     }
+}
+
+/// The HTTPS redirect's policy (`middleware/tls_redirect.rs`).
+#[derive(Clone, Debug)]
+pub struct TlsRedirect {
+    pub enabled: bool,
+    /// When set, redirects go to this host instead of the request's Host header, so a forged
+    /// Host cannot turn a cached 301 into a redirect to somewhere else.
+    pub public_host: Option<String>,
 }

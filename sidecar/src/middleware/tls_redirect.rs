@@ -15,14 +15,6 @@ use crate::state::AppState;
 
 pub const OPERATIONAL_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
 
-#[derive(Clone, Debug)]
-pub struct TlsRedirect {
-    pub enabled: bool,
-    /// When set, redirects go to this host instead of the request's Host header, so a forged
-    /// Host cannot turn a cached 301 into a redirect to somewhere else.
-    pub public_host: Option<String>,
-}
-
 fn forwarded_https(headers: &HeaderMap) -> bool {
     // With several proxies the header is a list; the first entry is the client-facing hop.
     headers
