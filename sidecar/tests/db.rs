@@ -407,6 +407,52 @@ async fn dead_letters_beyond_the_threshold_fail_the_control() {
     assert_eq!(passing, "passing");
 }
 
+/// A check for the driver's test: fails to measure when told to, else measures 7.
+struct Scripted {
+    fail: bool,
+}
+
+impl jobs::Check for Scripted {
+    const CONTROL: ControlId = ControlId::TlsEnforcement;
+    type Measurement = i64;
+
+    async fn measure(&self, _ctx: &JobContext) -> Result<i64, jobs::JobError> {
+        if self.fail {
+            Err(controls::RecordError::MissingRow("scripted").into())
+        } else {
+            Ok(7)
+        }
+    }
+
+    fn evaluate(&self, m: &i64) -> Outcome {
+        Outcome::new(ControlStatus::Failing, json!({ "measured": m }))
+    }
+}
+
+/// `run_check` records the evaluation of a measurement, and `unknown` with the error when the
+/// measurement fails, handing the error back either way.
+#[tokio::test]
+async fn the_check_driver_records_the_verdict_or_unknown() {
+    let url = require_database!();
+    let _turn = SERIAL.lock().await;
+    let db = connect(&url);
+    let ctx = context(&url, db.clone(), &[], KeyState::default());
+
+    let failed = jobs::run_check(&ctx, Scripted { fail: true }).await;
+    let unknown = control(&db, ControlId::TlsEnforcement).await;
+    jobs::run_check(&ctx, Scripted { fail: false })
+        .await
+        .unwrap();
+    let recorded = control(&db, ControlId::TlsEnforcement).await;
+    // Leave CC6.7 as its own job would.
+    let _ = jobs::tls_enforcement::run_once(&ctx).await;
+
+    let error = failed.unwrap_err().to_string();
+    assert!(error.contains("scripted"), "{error}");
+    assert_eq!(unknown, ("unknown".to_owned(), json!({ "error": error })));
+    assert_eq!(recorded, ("failing".to_owned(), json!({ "measured": 7 })));
+}
+
 #[tokio::test]
 async fn tls_and_encryption_controls_are_recorded() {
     let url = require_database!();

@@ -9,11 +9,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit_chain::{self, ChainVerification};
 use crate::controls::{ControlId, ControlStatus, Outcome};
-use crate::jobs::{record, record_unknown, run_scheduled_as, JobContext, JobError, Trigger};
+use crate::jobs::{run_check, run_scheduled_as, Check, JobContext, JobError, Trigger};
 use crate::metrics::Job;
 
 const CONTROL: ControlId = ControlId::AuditLogIntegrity;
 const FULL_WALK_SCHEDULE: usize = 1;
+
+pub struct ChainCheck {
+    /// Every chain from its start, rather than from its checkpoint.
+    pub full_walk: bool,
+}
+
+impl Check for ChainCheck {
+    const CONTROL: ControlId = CONTROL;
+    type Measurement = ChainVerification;
+
+    async fn measure(&self, ctx: &JobContext) -> Result<ChainVerification, JobError> {
+        let client = ctx.db.client().await?;
+        let result = audit_chain::verify_incremental(&**client, self.full_walk).await?;
+        if !result.verified {
+            tracing::error!(
+                checked = result.checked_count,
+                broken_at_event_id = ?result.broken_at_event_id,
+                break_kind = ?result.break_kind,
+                chain = ?result.broken_chain_id,
+                "audit chain integrity check FAILED"
+            );
+        }
+        Ok(result)
+    }
+
+    fn evaluate(&self, result: &ChainVerification) -> Outcome {
+        evaluate(result, self.full_walk)
+    }
+}
 
 pub fn evaluate(result: &ChainVerification, full_walk: bool) -> Outcome {
     let status = if result.verified {
@@ -34,25 +63,7 @@ pub fn evaluate(result: &ChainVerification, full_walk: bool) -> Outcome {
 }
 
 pub async fn run_once(ctx: &JobContext, full_walk: bool) -> Result<(), JobError> {
-    let verified = async {
-        let client = ctx.db.client().await?;
-        Ok::<_, JobError>(audit_chain::verify_incremental(&**client, full_walk).await?)
-    }
-    .await;
-    let result = match verified {
-        Ok(r) => r,
-        Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
-    };
-    if !result.verified {
-        tracing::error!(
-            checked = result.checked_count,
-            broken_at_event_id = ?result.broken_at_event_id,
-            break_kind = ?result.break_kind,
-            chain = ?result.broken_chain_id,
-            "audit chain integrity check FAILED"
-        );
-    }
-    record(ctx, CONTROL, &evaluate(&result, full_walk)).await
+    run_check(ctx, ChainCheck { full_walk }).await
 }
 
 fn is_full_walk(trigger: Trigger) -> bool {

@@ -8,11 +8,44 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controls::{ControlId, ControlStatus, Outcome};
-use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError};
+use crate::jobs::{run_check, run_scheduled, Check, JobContext, JobError};
 use crate::key::KeyState;
 use crate::metrics::Job;
 
 const CONTROL: ControlId = ControlId::EncryptionAtRest;
+
+pub struct EncryptionAtRest;
+
+pub struct Measurement {
+    /// The key's state when the check ran.
+    pub key: KeyState,
+    /// Taken only when the key alone would pass: without a vouched-for key the census adds
+    /// nothing to the verdict.
+    pub census: Option<Census>,
+}
+
+impl Check for EncryptionAtRest {
+    const CONTROL: ControlId = CONTROL;
+    type Measurement = Measurement;
+
+    async fn measure(&self, ctx: &JobContext) -> Result<Measurement, JobError> {
+        let key = ctx.key_state.borrow().clone();
+        let census = if evaluate(&key).status == ControlStatus::Passing {
+            Some(census(ctx).await?)
+        } else {
+            None
+        };
+        Ok(Measurement { key, census })
+    }
+
+    fn evaluate(&self, m: &Measurement) -> Outcome {
+        let outcome = evaluate(&m.key);
+        match m.census {
+            Some(census) => with_census(outcome, census),
+            None => outcome,
+        }
+    }
+}
 
 /// A key that cannot be re-read because Vault is down is still in use, but nothing confirms it is
 /// the current one: `unknown`, not `passing`. A missing, forbidden or malformed secret is a
@@ -85,16 +118,7 @@ async fn census(ctx: &JobContext) -> Result<Census, JobError> {
 }
 
 pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
-    let outcome = evaluate(&ctx.key_state.borrow());
-    let outcome = if outcome.status == ControlStatus::Passing {
-        match census(ctx).await {
-            Ok(census) => with_census(outcome, census),
-            Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
-        }
-    } else {
-        outcome
-    };
-    record(ctx, CONTROL, &outcome).await
+    run_check(ctx, EncryptionAtRest).await
 }
 
 /// Also re-evaluated as soon as the key's state changes, so a Vault outage or recovery shows
@@ -155,6 +179,33 @@ mod tests {
         );
         let unknown = Outcome::new(ControlStatus::Unknown, json!({}));
         assert_eq!(with_census(unknown, clean).status, ControlStatus::Unknown);
+    }
+
+    #[test]
+    fn the_check_adds_the_census_only_when_it_was_taken() {
+        let loaded = KeyState {
+            key: Some(key()),
+            origin: Some(KeyOrigin::File),
+            configured: true,
+            attempted: true,
+            last_error: None,
+        };
+        let with = EncryptionAtRest.evaluate(&Measurement {
+            key: loaded.clone(),
+            census: Some(Census {
+                plaintext: 2,
+                undecryptable: 0,
+            }),
+        });
+        assert_eq!(with.status, ControlStatus::Failing);
+        assert_eq!(with.detail["plaintextValues"], 2);
+        assert_eq!(with.detail["undecryptableValues"], 0);
+        let without = EncryptionAtRest.evaluate(&Measurement {
+            key: KeyState::default(),
+            census: None,
+        });
+        assert_eq!(without, evaluate(&KeyState::default()));
+        assert!(without.detail.get("plaintextValues").is_none());
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! Each job runs once when it starts and then on its cron schedule. The five control jobs run on
 //! the leader only (see `leader.rs`); `key_refresh` runs on every replica, because every replica's
 //! database sessions need the key.
+//!
+//! Every control job is a [`Check`]: it measures (its SQL), evaluates the measurement into an
+//! [`Outcome`] (a pure function, unit-tested), and [`run_check`] records it, or `unknown` when the
+//! measurement could not be taken. The job files hold only their measurement, their evaluation
+//! and their schedule.
 
 pub mod chain_verification;
 pub mod encryption_at_rest;
@@ -157,9 +162,36 @@ pub async fn instrumented(
     result.is_ok()
 }
 
+/// One control's check: what to measure and how to judge it.
+pub trait Check {
+    /// The control whose status the check records.
+    const CONTROL: ControlId;
+    type Measurement: Send;
+
+    /// Reads what the verdict depends on (the database, the key's state). An error is an evidence
+    /// gap: the control is recorded as `unknown` with the error in `detail`.
+    fn measure(
+        &self,
+        ctx: &JobContext,
+    ) -> impl Future<Output = Result<Self::Measurement, JobError>> + Send;
+
+    /// The verdict and the `detail` operators read; no I/O.
+    fn evaluate(&self, measurement: &Self::Measurement) -> Outcome;
+}
+
+/// Measures, evaluates and records `check`'s control; a measurement that fails records `unknown`.
+/// The run's error (measurement or recording) is handed back for the job's metrics and log.
+pub async fn run_check<C: Check>(ctx: &JobContext, check: C) -> Result<(), JobError> {
+    let measurement = match check.measure(ctx).await {
+        Ok(m) => m,
+        Err(e) => return Err(record_unknown(ctx, C::CONTROL, e).await),
+    };
+    record(ctx, C::CONTROL, &check.evaluate(&measurement)).await
+}
+
 /// Records a control whose check could not complete as `unknown`, as far as the database still
 /// allows, and hands back the original failure.
-pub async fn record_unknown(ctx: &JobContext, id: ControlId, error: JobError) -> JobError {
+async fn record_unknown(ctx: &JobContext, id: ControlId, error: JobError) -> JobError {
     let outcome = Outcome::new(
         ControlStatus::Unknown,
         serde_json::json!({ "error": error.to_string() }),
@@ -172,7 +204,7 @@ pub async fn record_unknown(ctx: &JobContext, id: ControlId, error: JobError) ->
     error
 }
 
-pub async fn record(ctx: &JobContext, id: ControlId, outcome: &Outcome) -> Result<(), JobError> {
+async fn record(ctx: &JobContext, id: ControlId, outcome: &Outcome) -> Result<(), JobError> {
     let client = ctx.db.client().await?;
     controls::record(&**client, id, outcome).await?;
     if outcome.status != ControlStatus::Passing {

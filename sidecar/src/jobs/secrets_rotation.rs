@@ -11,10 +11,45 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controls::{ControlId, ControlStatus, Outcome, RecordError};
-use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError};
+use crate::jobs::{run_check, run_scheduled, Check, JobContext, JobError};
 use crate::metrics::Job;
 
 const CONTROL: ControlId = ControlId::SecretsRotation;
+
+pub struct SecretsRotation {
+    /// `CREDENTIAL_EXPIRY_WARNING_DAYS`.
+    pub warning_days: u32,
+}
+
+pub struct Measurement {
+    pub counts: CredentialCounts,
+    /// The database's `now()` the counts are as of; CC9.2's `last_checked` becomes exactly this.
+    pub measured_at: DateTime<Utc>,
+}
+
+impl Check for SecretsRotation {
+    const CONTROL: ControlId = CONTROL;
+    type Measurement = Measurement;
+
+    /// Also counts the credentials that entered the window into
+    /// `agentidp_credentials_expiring_soon_total`: the count is committed with the measurement,
+    /// so it is this run's whether or not recording the outcome then succeeds.
+    async fn measure(&self, ctx: &JobContext) -> Result<Measurement, JobError> {
+        let days = i32::try_from(self.warning_days).unwrap_or(i32::MAX);
+        let (counts, measured_at) = count(ctx, days).await?;
+        ctx.metrics
+            .credentials_entered_expiry_window
+            .inc_by(u64::try_from(counts.entered_window).unwrap_or(0));
+        Ok(Measurement {
+            counts,
+            measured_at,
+        })
+    }
+
+    fn evaluate(&self, m: &Measurement) -> Outcome {
+        evaluate(m.counts, self.warning_days).checked_at(m.measured_at)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CredentialCounts {
@@ -101,20 +136,8 @@ async fn count(
 }
 
 pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
-    let days = ctx.config.credential_expiry_warning_days;
-    let (counts, measured_at) = match count(ctx, i32::try_from(days).unwrap_or(i32::MAX)).await {
-        Ok(c) => c,
-        Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
-    };
-    ctx.metrics
-        .credentials_entered_expiry_window
-        .inc_by(u64::try_from(counts.entered_window).unwrap_or(0));
-    record(
-        ctx,
-        CONTROL,
-        &evaluate(counts, days).checked_at(measured_at),
-    )
-    .await
+    let warning_days = ctx.config.credential_expiry_warning_days;
+    run_check(ctx, SecretsRotation { warning_days }).await
 }
 
 pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
@@ -148,6 +171,22 @@ mod tests {
             entered_window: 0,
         };
         assert_eq!(evaluate(expired, 7).status, ControlStatus::Failing);
+    }
+
+    #[test]
+    fn the_outcome_is_recorded_at_the_time_the_counts_are_as_of() {
+        let at = DateTime::<Utc>::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        let counts = CredentialCounts {
+            expiring_soon: 1,
+            expired: 0,
+            entered_window: 1,
+        };
+        let o = SecretsRotation { warning_days: 7 }.evaluate(&Measurement {
+            counts,
+            measured_at: at,
+        });
+        assert_eq!(o.checked_at, Some(at));
+        assert_eq!(o.detail, evaluate(counts, 7).detail);
     }
 
     #[test]

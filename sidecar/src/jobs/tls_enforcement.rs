@@ -7,10 +7,28 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controls::{ControlId, ControlStatus, Outcome};
-use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError};
+use crate::jobs::{run_check, run_scheduled, Check, JobContext, JobError};
 use crate::metrics::Job;
 
 const CONTROL: ControlId = ControlId::TlsEnforcement;
+
+pub struct TlsEnforcement {
+    /// Production mode, which turns the HTTPS redirect on.
+    pub production: bool,
+}
+
+impl Check for TlsEnforcement {
+    const CONTROL: ControlId = CONTROL;
+    type Measurement = DatabaseTls;
+
+    async fn measure(&self, ctx: &JobContext) -> Result<DatabaseTls, JobError> {
+        inspect(ctx).await
+    }
+
+    fn evaluate(&self, db: &DatabaseTls) -> Outcome {
+        evaluate(self.production, db)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatabaseTls {
@@ -59,11 +77,8 @@ async fn inspect(ctx: &JobContext) -> Result<DatabaseTls, JobError> {
 }
 
 pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
-    let db = match inspect(ctx).await {
-        Ok(d) => d,
-        Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
-    };
-    record(ctx, CONTROL, &evaluate(ctx.config.production, &db)).await
+    let production = ctx.config.production;
+    run_check(ctx, TlsEnforcement { production }).await
 }
 
 pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {

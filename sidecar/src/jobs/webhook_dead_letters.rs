@@ -6,10 +6,29 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controls::{ControlId, ControlStatus, Outcome};
-use crate::jobs::{record, record_unknown, run_scheduled, JobContext, JobError};
+use crate::jobs::{run_check, run_scheduled, Check, JobContext, JobError};
 use crate::metrics::Job;
 
 const CONTROL: ControlId = ControlId::WebhookDeadLetters;
+
+pub struct WebhookDeadLetters {
+    /// `WEBHOOK_DEAD_LETTER_THRESHOLD`.
+    pub threshold: i64,
+}
+
+impl Check for WebhookDeadLetters {
+    const CONTROL: ControlId = CONTROL;
+    /// Unresolved dead letters.
+    type Measurement = i64;
+
+    async fn measure(&self, ctx: &JobContext) -> Result<i64, JobError> {
+        depth(ctx).await
+    }
+
+    fn evaluate(&self, depth: &i64) -> Outcome {
+        evaluate(*depth, self.threshold)
+    }
+}
 
 /// `detail.depth` is what every replica's `agentidp_webhook_dead_letters` gauge shows.
 pub fn evaluate(depth: i64, threshold: i64) -> Outcome {
@@ -33,16 +52,8 @@ async fn depth(ctx: &JobContext) -> Result<i64, JobError> {
 }
 
 pub async fn run_once(ctx: &JobContext) -> Result<(), JobError> {
-    let depth = match depth(ctx).await {
-        Ok(d) => d,
-        Err(e) => return Err(record_unknown(ctx, CONTROL, e).await),
-    };
-    record(
-        ctx,
-        CONTROL,
-        &evaluate(depth, ctx.config.dead_letter_threshold),
-    )
-    .await
+    let threshold = ctx.config.dead_letter_threshold;
+    run_check(ctx, WebhookDeadLetters { threshold }).await
 }
 
 pub async fn run(ctx: Arc<JobContext>, cancel: CancellationToken) {
