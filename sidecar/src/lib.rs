@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod key;
 pub mod key_source;
 pub mod leader;
+pub mod limiter;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::db::ApiBackend;
 use crate::jwt::JwtVerifier;
+use crate::limiter::{FixedWindowLimiter, SharedWindowLimiter, AUDIT_VERIFY_ROUTE};
 use crate::metrics::Metrics;
-use crate::middleware::rate_limit::{FixedWindowLimiter, SharedWindowLimiter, AUDIT_VERIFY_ROUTE};
 use crate::settings::Config;
 use crate::snapshot::SnapshotCell;
 

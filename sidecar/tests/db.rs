@@ -656,7 +656,7 @@ async fn replicas_share_one_verify_budget_per_client() {
     let db = connect(&url);
     let window = db
         .hit_rate_window(
-            agentidp_sidecar::middleware::rate_limit::AUDIT_VERIFY_ROUTE,
+            agentidp_sidecar::limiter::AUDIT_VERIFY_ROUTE,
             &format!("{client_id}-other"),
             30,
             Duration::from_secs(60),
