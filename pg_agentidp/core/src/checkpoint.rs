@@ -24,7 +24,8 @@ pub enum CheckpointError {
     NotVerified,
 }
 
-/// A chain's checkpoint origin: `<log name>/<chain id>`, so each chain is a log of its own.
+/// A chain's checkpoint origin: `<log name>/<chain id>`, so each chain is a log of its own (see
+/// [`is_log_name_valid`]).
 pub fn origin(log_name: &str, chain_id: &str) -> String {
     format!("{log_name}/{chain_id}")
 }
@@ -70,6 +71,59 @@ pub fn signed(
 pub fn sign_locally(body: &str, name: &str, key: &SigningKey) -> Result<String, CheckpointError> {
     let signature = key.sign(body.as_bytes());
     signed(body, name, &key.verifying_key(), &signature.to_bytes())
+}
+
+/// What a checkpoint note claims, before anyone checked who signed it: for the database, which
+/// holds no key, to file a note under the tree it describes and to check its root against the
+/// tiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+/// Reads a signed note's checkpoint without verifying any signature.
+pub fn read_unverified(note: &str) -> Result<Claimed, CheckpointError> {
+    let note = Note::from_bytes(note.as_bytes()).map_err(|_| CheckpointError::Malformed)?;
+    let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::Malformed)?;
+    Ok(Claimed {
+        origin: checkpoint.origin().to_owned(),
+        size: checkpoint.size(),
+        root: *checkpoint.hash(),
+    })
+}
+
+/// Whether `name` may name a log: a valid note key name without `/`, so that an origin
+/// `<log name>/<chain id>` splits at its first `/` even though a chain id may hold more
+/// (`org:<org_id>`).
+pub fn is_log_name_valid(name: &str) -> bool {
+    signed_note::is_key_name_valid(name) && !name.contains('/')
+}
+
+/// The chain a checkpoint origin names: what follows the log name and its `/`.
+pub fn chain_of_origin(origin: &str) -> Option<&str> {
+    match origin.split_once('/') {
+        Some((log, chain)) if is_log_name_valid(log) && !chain.is_empty() => Some(chain),
+        _ => None,
+    }
+}
+
+/// The chain's directory name where checkpoints and tiles are published: the chain id with every
+/// byte outside `[A-Za-z0-9._-]` percent-encoded, so that an org id can name no other path
+/// (`org:a/../b` stays one segment) and two chains never share one.
+pub fn path_segment(chain_id: &str) -> String {
+    let mut out = String::with_capacity(chain_id.len() + 8);
+    for &b in chain_id.as_bytes() {
+        if b.is_ascii_alphanumeric()
+            || (matches!(b, b'.' | b'_' | b'-') && !(out.is_empty() && b == b'.'))
+        {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// What a verified checkpoint says.
@@ -175,6 +229,44 @@ mod tests {
             sign_locally(&text, name, &key).expect("note"),
             "Ed25519 is deterministic"
         );
+    }
+
+    #[test]
+    fn an_unverified_read_gives_what_the_note_claims() {
+        let key = test_key();
+        let text = body(
+            &origin("agentidp.example", "org:a/b"),
+            3,
+            three_event_root(),
+        )
+        .expect("body");
+        let note = sign_locally(&text, "agentidp.example", &key).expect("note");
+        let claimed = read_unverified(&note).expect("reads");
+        assert_eq!(claimed.origin, "agentidp.example/org:a/b");
+        assert_eq!(claimed.size, 3);
+        assert_eq!(claimed.root, three_event_root());
+        assert_eq!(chain_of_origin(&claimed.origin), Some("org:a/b"));
+        assert_eq!(chain_of_origin("/global"), None, "a log name is required");
+        assert_eq!(chain_of_origin("agentidp.example/"), None, "and a chain");
+        assert_eq!(chain_of_origin("global"), None);
+        assert!(is_log_name_valid("agentidp.example"));
+        assert!(!is_log_name_valid("agentidp.example/prod"));
+        assert!(!is_log_name_valid("with space"));
+        assert_eq!(
+            read_unverified(&text),
+            Err(CheckpointError::Malformed),
+            "unsigned"
+        );
+    }
+
+    #[test]
+    fn a_chain_publishes_under_one_safe_segment() {
+        assert_eq!(path_segment("global"), "global");
+        assert_eq!(path_segment("org:acme-1"), "org%3Aacme-1");
+        assert_eq!(path_segment("org:a/../b"), "org%3Aa%2F..%2Fb");
+        assert_eq!(path_segment(".hidden"), "%2Ehidden");
+        assert_eq!(path_segment("org:é"), "org%3A%C3%A9");
+        assert_ne!(path_segment("org:a%3Ab"), path_segment("org:a:b"));
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub enum TreeError {
     MissingHash(u64),
     #[error("the proof does not hold")]
     ProofFailed,
+    #[error(
+        "the stored tiles do not match the tree's root: they were changed after it was signed"
+    )]
+    InconsistentTiles,
+    #[error("a tile the tree needs is not stored")]
+    MissingTiles,
 }
 
 /// The leaf hash of an event whose stored hash is `event_hash`.
@@ -102,6 +108,51 @@ impl Tree {
             return Err(TreeError::NotAnExtension { old, new });
         }
         tlog::prove_tree(new, old, self).map_err(|_| TreeError::NotAnExtension { old, new })
+    }
+}
+
+/// The root of a tree streamed leaf by leaf, in memory logarithmic in its size: for a tree that
+/// is not stored, such as the one a rewritten history gives. (`tlog_tiles` computes roots only
+/// over stored hashes.) It keeps the roots of the perfect subtrees along the right edge, as
+/// RFC 9162 §2.1.1 splits a tree.
+#[derive(Debug, Clone, Default)]
+pub struct RootAccumulator {
+    /// Perfect subtrees, largest first, with their heights.
+    edge: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl RootAccumulator {
+    /// Adds the next event's stored hash as a leaf (hashed as stored, whatever its length: a
+    /// tampered row is part of the tree it gives).
+    pub fn push(&mut self, event_hash: &[u8]) {
+        let mut node = (0u32, tlog::record_hash(event_hash));
+        while let Some(&(height, left)) = self.edge.last() {
+            if height != node.0 {
+                break;
+            }
+            self.edge.pop();
+            node = (height + 1, tlog::node_hash(left, node.1));
+        }
+        self.edge.push(node);
+        self.size += 1;
+    }
+
+    /// Leaves added.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the leaves added so far.
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.edge.iter().rev();
+        let Some(&(_, mut root)) = nodes.next() else {
+            return tlog::EMPTY_HASH;
+        };
+        for &(_, left) in nodes {
+            root = tlog::node_hash(left, root);
+        }
+        root
     }
 }
 
@@ -246,6 +297,20 @@ mod tests {
             ),
             Err(TreeError::ProofFailed)
         );
+    }
+
+    #[test]
+    fn the_streamed_root_is_the_stored_trees_at_every_size() {
+        let all = events(70);
+        let tree = Tree::of(&all);
+        let mut acc = RootAccumulator::default();
+        assert_eq!(Ok(acc.root()), tree.root(0));
+        for (i, h) in all.iter().enumerate() {
+            acc.push(h);
+            let size = u64::try_from(i + 1).unwrap_or(0);
+            assert_eq!(acc.size(), size);
+            assert_eq!(Ok(acc.root()), tree.root(size), "size {size}");
+        }
     }
 
     #[test]
