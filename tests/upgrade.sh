@@ -157,6 +157,18 @@ for old in $releases; do
                      ON e.chain_id = 'global' AND e.seq = n.seq - 1")"
   check "$old: the chain verifies with the new events" "t" \
     "$(q "$db" -c "SELECT bool_and(verified) FROM agentidp.agentidp_verify_chain()")"
+  # The transparency log arrives with the update: the first seal covers every event written
+  # before it, archived ones included, and its tiles give proofs.
+  check "$old: the first seal after the update covers every chain's events" "t" \
+    "$(q "$db" -c "SELECT bool_and(s.status = 'sealed' AND s.tree_size = h.n)
+                     FROM agentidp.agentidp_seal() s
+                     JOIN (SELECT chain_id, max(seq) AS n FROM (
+                             SELECT chain_id, seq FROM agentidp.audit_events UNION ALL
+                             SELECT chain_id, seq FROM agentidp.audit_events_archive) e
+                            GROUP BY chain_id) h USING (chain_id)")"
+  check "$old: an old event's tree gives a consistency proof from its first leaf" "t" \
+    "$(q "$db" -c "SELECT cardinality(agentidp.agentidp_consistency_proof(chain_id, 1, tree_size)) > 0
+                     FROM agentidp.merkle_trees WHERE chain_id = 'global'")"
 
   schema "$db" > "$work/upgraded-$old.sql"
   check "$old: the upgraded schema equals a fresh install of $current" "" \

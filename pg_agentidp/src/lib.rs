@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 
 mod append_only;
 mod chain_head;
+mod chain_rows;
 mod chain_trigger;
 mod checkpoints;
 mod column_triggers;
@@ -14,14 +15,19 @@ mod encryption;
 mod error;
 mod event_scan;
 mod events_relation;
+mod export;
 mod gucs;
 mod hash_thread;
 mod keys;
 mod positions;
+mod proofs;
 mod reencrypt;
 mod retention;
 mod row_reader;
+mod sealer;
+mod signed_checkpoints;
 mod spi;
+mod tile_table;
 mod verify;
 mod walk;
 
@@ -32,6 +38,11 @@ pgrx::extension_sql_file!("../../sql/triggers.sql", name = "triggers", finalize)
 pgrx::extension_sql_file!(
     "../../sql/ddl_guard.sql",
     name = "ddl_guard",
+    requires = ["schema"]
+);
+pgrx::extension_sql_file!(
+    "../../sql/transparency.sql",
+    name = "transparency",
     requires = ["schema"]
 );
 pgrx::extension_sql_file!(

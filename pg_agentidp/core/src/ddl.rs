@@ -12,11 +12,15 @@ pub const DDL_ACTION: &str = "agentidp.ddl";
 
 /// The tables whose loss would lose evidence: the log, its archive, the retention anchors and
 /// the verification checkpoints. A drop of one of them is refused while the log holds events.
-pub const PROTECTED_TABLES: [&str; 4] = [
+pub const PROTECTED_TABLES: [&str; 8] = [
     "audit_events",
     "audit_events_archive",
     "chain_anchors",
     "chain_checkpoints",
+    "merkle_trees",
+    "merkle_tiles",
+    "checkpoints",
+    "checkpoint_refusals",
 ];
 
 /// What a command would destroy.
@@ -184,11 +188,15 @@ mod tests {
 
     #[test]
     fn every_protected_table_is_in_the_schema_the_extension_creates() {
-        let schema = include_str!("../../../sql/schema.sql");
+        let schema = [
+            include_str!("../../../sql/schema.sql"),
+            include_str!("../../../sql/transparency.sql"),
+        ]
+        .concat();
         for table in PROTECTED_TABLES {
             assert!(
                 schema.contains(&format!("CREATE TABLE {table} ")),
-                "{table} is not created by sql/schema.sql"
+                "{table} is not created by sql/schema.sql or sql/transparency.sql"
             );
         }
     }
