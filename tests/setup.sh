@@ -3,8 +3,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+# python3-cryptography: Ed25519 for the witness double (tests/witness/witness_double.py).
 debs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang build-essential
-      pkg-config sudo prometheus wrk openssl curl jq)
+      pkg-config sudo prometheus wrk openssl curl jq python3-cryptography)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
