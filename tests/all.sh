@@ -38,9 +38,10 @@ suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets -- -D warnings
 # The sidecar's database tests run below, once a cluster with the extension is up.
 suite unit bash -c "cargo test --workspace --exclude pg_agentidp --exclude agentidp-sidecar &&
-  cargo test -p agentidp-sidecar --lib --test api --test vault"
+  cargo test -p agentidp-sidecar --lib --test api --test vault --test signer"
 suite alerts bash tests/alerts.sh
 suite docs bash tests/docs.sh
+suite witness bash tests/witness/test_witness_double.sh 3941
 suite pg_test bash -c "cd pg_agentidp && cargo pgrx test pg15 --runas postgres --pgdata '$RUN_DIR/pgrx-test'"
 
 log "installing the extension and starting a test cluster on $TEST_PORT"

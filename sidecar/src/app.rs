@@ -16,12 +16,37 @@ use crate::state::AppState;
 
 pub fn app(state: AppState) -> Router {
     // `route_layer`s run last-added first: authentication, then the per-client limit.
+    // The audit routes share each client's budget: a proof or an export page costs the database
+    // as much as a verification.
     let audit = Router::new()
         .route("/api/v1/audit/verify", get(routes::audit::verify))
+        .route(
+            "/api/v1/audit/events/{event_id}/proof",
+            get(routes::transparency::inclusion),
+        )
+        .route("/api/v1/audit/export", get(routes::transparency::export))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::per_client))
         .route_layer(from_fn_with_state(state.clone(), auth::require_audit_read));
     let controls = Router::new()
         .route("/api/v1/compliance/controls", get(routes::controls::list))
+        .route(
+            "/api/v1/transparency/verifier-key",
+            get(routes::transparency::verifier_key),
+        )
+        .route(
+            "/api/v1/transparency/checkpoints",
+            get(routes::transparency::checkpoints),
+        )
+        .route(
+            "/api/v1/transparency/checkpoints/{chain_id}",
+            get(routes::transparency::checkpoint),
+        )
+        .route(
+            "/api/v1/transparency/consistency/{chain_id}",
+            get(routes::transparency::consistency),
+        )
+        .route("/tlog/{chain_id}/checkpoint", get(routes::tlog::checkpoint))
+        .route("/tlog/{chain_id}/tile/{*path}", get(routes::tlog::tile))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::per_ip));
     Router::new()
         .merge(audit)

@@ -24,6 +24,10 @@ pub enum ApiError {
     MissingHost,
     #[error("The requested resource was not found.")]
     NotFound,
+    #[error(
+        "The event is not yet covered by a signed checkpoint. Please retry after the next one."
+    )]
+    NotYetSigned,
     #[error("The method is not allowed for this resource.")]
     MethodNotAllowed,
     #[error("The service is not ready: the database is not reachable.")]
@@ -47,6 +51,7 @@ impl ApiError {
             | ApiError::MissingHost => StatusCode::BAD_REQUEST,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotYetSigned => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,6 +68,7 @@ impl ApiError {
             ApiError::MissingHost => "BAD_REQUEST",
             ApiError::RateLimited => "RATE_LIMIT_EXCEEDED",
             ApiError::NotFound => "NOT_FOUND",
+            ApiError::NotYetSigned => "NOT_YET_SIGNED",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::NotReady => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",

@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use crate::controls::{ControlId, ControlStatus, Snapshot};
+use crate::transparency_metrics::TransparencyMetrics;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Job {
@@ -27,6 +28,8 @@ pub enum Job {
     TlsEnforcement,
     WebhookDeadLetters,
     KeyRefresh,
+    /// The transparency log's sealing and signing, every CHECKPOINT_INTERVAL_SECONDS.
+    Sealing,
 }
 
 impl Job {
@@ -39,6 +42,7 @@ impl Job {
             Job::TlsEnforcement => "tls_enforcement",
             Job::WebhookDeadLetters => "webhook_dead_letters",
             Job::KeyRefresh => "key_refresh",
+            Job::Sealing => "sealing",
         }
     }
 }
@@ -62,6 +66,7 @@ pub struct Metrics {
     pub is_leader: IntGauge,
     vault_token_expiry: GaugeVec,
     vault_token_renewal_extends: IntGaugeVec,
+    pub transparency: TransparencyMetrics,
     /// The last scrape's text and when it was encoded, served again for [`RENDER_TTL`]. Holding the
     /// lock while encoding makes concurrent scrapes share one encoding.
     rendered: Mutex<Option<(Instant, Bytes)>>,
@@ -164,6 +169,7 @@ impl Metrics {
                 ),
                 &[],
             )?,
+            transparency: TransparencyMetrics::register(&registry)?,
             registry,
             rendered: Mutex::new(None),
             render_ttl: RENDER_TTL,

@@ -12,13 +12,14 @@ use crate::app::app;
 use crate::controls::Snapshot;
 use crate::db::{self, Db, DbSetupError};
 use crate::jobs::key_refresh::KeyRefresher;
+use crate::jobs::sealing::{self, SignerCell};
 use crate::jobs::{self, JobContext};
 use crate::key::{KeyFile, KeyLoadError, KeySource, KeyState};
 use crate::leader;
 use crate::metrics::Metrics;
 use crate::settings::{Config, KeySourceConfig};
 use crate::snapshot::{self, SnapshotCell};
-use crate::state::AppState;
+use crate::state::{AppState, Transparency};
 use crate::vault::{TokenRenewer, VaultKeySource};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum StartupError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot set up the transparency log's publishing: {0}")]
+    Transparency(String),
 }
 
 fn key_source(config: &Config) -> Result<Option<KeySource>, StartupError> {
@@ -103,6 +106,17 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         cancel.clone(),
     ));
 
+    let signer = Arc::new(SignerCell::new());
+    tasks.spawn(sealing::load_signer(
+        config.clone(),
+        signer.clone(),
+        config.transparency.interval,
+        cancel.clone(),
+    ));
+    let sealer = Arc::new(
+        sealing::from_config(&config, signer.clone()).map_err(StartupError::Transparency)?,
+    );
+
     let ctx = Arc::new(JobContext {
         db: db.clone(),
         metrics: metrics.clone(),
@@ -114,10 +128,15 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         metrics.clone(),
         config.leader_retry,
         cancel.clone(),
-        move |jobs_cancel| jobs::run_leader_jobs(ctx.clone(), jobs_cancel),
+        move |jobs_cancel| jobs::run_leader_jobs(ctx.clone(), sealer.clone(), jobs_cancel),
     ));
 
-    let state = AppState::new(&config, db.clone(), snapshot, metrics);
+    let transparency = Transparency {
+        api: db.clone(),
+        signer,
+        tlog_tiles: config.transparency.tlog_tiles,
+    };
+    let state = AppState::with_transparency(&config, db.clone(), snapshot, metrics, transparency);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartupError::Bind {

@@ -6,11 +6,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::db::ApiBackend;
+use crate::jobs::sealing::SignerCell;
 use crate::jwt::JwtVerifier;
 use crate::limiter::{FixedWindowLimiter, SharedWindowLimiter, AUDIT_VERIFY_ROUTE};
 use crate::metrics::Metrics;
 use crate::settings::Config;
 use crate::snapshot::SnapshotCell;
+use crate::transparency_api::{TransparencyApi, Unavailable};
 
 /// Cheap to clone (one reference count), as every middleware layer clones it per request.
 #[derive(Clone)]
@@ -33,6 +35,27 @@ pub struct AppStateInner {
     pub controls_limiter: FixedWindowLimiter<Option<IpAddr>>,
     pub tls_redirect: TlsRedirect,
     pub trusted_proxy_hops: usize,
+    pub transparency: Transparency,
+}
+
+/// What the transparency routes serve from.
+pub struct Transparency {
+    pub api: Arc<dyn TransparencyApi>,
+    /// Empty until the signer has read its key: the verifier key is then unknown.
+    pub signer: Arc<SignerCell>,
+    /// Whether the C2SP tlog-tiles endpoints are served (`TLOG_TILES_ENABLED`).
+    pub tlog_tiles: bool,
+}
+
+impl Transparency {
+    /// No transparency log: its routes answer 404.
+    pub fn unavailable() -> Transparency {
+        Transparency {
+            api: Arc::new(Unavailable),
+            signer: Arc::default(),
+            tlog_tiles: false,
+        }
+    }
 }
 
 impl AppState {
@@ -41,6 +64,22 @@ impl AppState {
         backend: Arc<dyn ApiBackend>,
         snapshot: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
+    ) -> AppState {
+        AppState::with_transparency(
+            config,
+            backend,
+            snapshot,
+            metrics,
+            Transparency::unavailable(),
+        )
+    }
+
+    pub fn with_transparency(
+        config: &Config,
+        backend: Arc<dyn ApiBackend>,
+        snapshot: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+        transparency: Transparency,
     ) -> AppState {
         AppState(Arc::new(AppStateInner {
             backend,
@@ -57,6 +96,7 @@ impl AppState {
                 public_host: config.public_host.clone(),
             },
             trusted_proxy_hops: config.trusted_proxy_hops,
+            transparency,
         }))
     }
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::zeroize::Zeroize;
-use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::VaultClient;
 use vaultrs::error::ClientError;
 
 use crate::backoff::RetryPolicy;
@@ -18,58 +17,31 @@ use crate::key_source::{
 };
 use crate::metrics::Metrics;
 use crate::settings::VaultConfig;
+use crate::vault_http::{self, Failure};
 
-/// A slow Vault must not stall the refresh loop's backoff forever.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const LOOKUP_SELF: &str = "auth/token/lookup-self";
 const RENEW_SELF: &str = "auth/token/renew-self";
 
 fn client(config: &VaultConfig) -> Result<VaultClient, KeyLoadError> {
-    // reqwest is built without a bundled TLS crypto provider (that would be aws-lc and its C
-    // build); ring becomes the process-wide one. Installing it twice fails harmlessly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // The address was validated as a URL in config, so the builder's panicking setter is safe;
-    // its other defaults honour VAULT_CACERT and VAULT_SKIP_VERIFY like the Vault CLI.
-    let settings = VaultClientSettingsBuilder::default()
-        .address(&config.addr)
-        .token(config.token.expose_secret())
-        .timeout(Some(REQUEST_TIMEOUT))
-        .build()
-        .map_err(|e| KeyLoadError::VaultUnreachable {
-            addr: config.addr.clone(),
-            reason: format!("invalid client settings: {e}"),
-        })?;
-    VaultClient::new(settings).map_err(|e| KeyLoadError::VaultUnreachable {
+    vault_http::client(config).map_err(|f| KeyLoadError::VaultUnreachable {
         addr: config.addr.clone(),
-        reason: format!("cannot build the HTTP client: {e}"),
+        reason: f.reason,
     })
 }
 
 /// `path` is what the request was for, as the error message names it.
 fn classify(addr: &str, path: &str, error: ClientError) -> KeyLoadError {
     let path = path.to_owned();
-    match error {
-        ClientError::APIError { code: 404, .. } => KeyLoadError::SecretNotFound { path },
-        ClientError::APIError { code: 403, .. } => KeyLoadError::PermissionDenied { path },
-        ClientError::APIError { code, .. } if code == 429 || code >= 500 => {
-            KeyLoadError::VaultUnavailable { path, status: code }
-        }
-        ClientError::APIError { code, .. } => KeyLoadError::VaultRejected { path, status: code },
-        ClientError::RestClientError { source } => match source {
-            // Transport failures: the source is reqwest's, which names the URL, not the token.
-            rustify::errors::ClientError::RequestError { source, .. }
-            | rustify::errors::ClientError::ResponseError { source } => {
-                KeyLoadError::VaultUnreachable {
-                    addr: addr.to_owned(),
-                    reason: format!("{source:#}"),
-                }
-            }
-            rustify::errors::ClientError::ServerResponseError { code, .. } if code >= 500 => {
-                KeyLoadError::VaultUnavailable { path, status: code }
-            }
-            _ => KeyLoadError::MalformedResponse { path },
+    match vault_http::classify(error) {
+        Failure::NotFound => KeyLoadError::SecretNotFound { path },
+        Failure::PermissionDenied => KeyLoadError::PermissionDenied { path },
+        Failure::Unavailable(status) => KeyLoadError::VaultUnavailable { path, status },
+        Failure::Rejected(status) => KeyLoadError::VaultRejected { path, status },
+        Failure::Unreachable(reason) => KeyLoadError::VaultUnreachable {
+            addr: addr.to_owned(),
+            reason,
         },
-        _ => KeyLoadError::MalformedResponse { path },
+        Failure::Malformed => KeyLoadError::MalformedResponse { path },
     }
 }
 
@@ -132,7 +104,7 @@ impl VaultKeySource {
 }
 
 /// Overwrites every string in a JSON value with zeros before it is dropped.
-fn wipe(value: &mut serde_json::Value) {
+pub(crate) fn wipe(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(text) => text.zeroize(),
         serde_json::Value::Array(items) => items.iter_mut().for_each(wipe),

@@ -1,6 +1,10 @@
 //! CC7.2 Audit Log Integrity: verifies the audit chain incrementally on its schedule and with a
 //! full walk on a second, rarer one (a checkpoint only proves what came after it). Both kinds run
 //! in one loop, never at the same time; the full walks' metrics carry `job_name="chain_full_walk"`.
+//!
+//! A chain that verifies alone may still have been rewritten by someone who recomputed every
+//! later hash: the control also fails while a seal or a signature stands refused (a refusal no
+//! checkpoint was signed after, `agentidp.checkpoint_refusals`).
 
 use std::sync::Arc;
 
@@ -11,6 +15,7 @@ use crate::audit_chain::{self, ChainVerification};
 use crate::controls::{ControlId, ControlStatus, Outcome};
 use crate::jobs::{run_check, run_scheduled_as, Check, JobContext, JobError, Trigger};
 use crate::metrics::Job;
+use crate::transparency_sql::{self, OpenRefusal};
 
 const CONTROL: ControlId = ControlId::AuditLogIntegrity;
 const FULL_WALK_SCHEDULE: usize = 1;
@@ -20,13 +25,20 @@ pub struct ChainCheck {
     pub full_walk: bool,
 }
 
+/// What CC7.2 is judged on.
+pub struct ChainMeasurement {
+    pub verification: ChainVerification,
+    pub refusals: Vec<OpenRefusal>,
+}
+
 impl Check for ChainCheck {
     const CONTROL: ControlId = CONTROL;
-    type Measurement = ChainVerification;
+    type Measurement = ChainMeasurement;
 
-    async fn measure(&self, ctx: &JobContext) -> Result<ChainVerification, JobError> {
+    async fn measure(&self, ctx: &JobContext) -> Result<ChainMeasurement, JobError> {
         let client = ctx.db.client().await?;
         let result = audit_chain::verify_incremental(&**client, self.full_walk).await?;
+        let refusals = transparency_sql::open_refusals(&**client).await?;
         if !result.verified {
             tracing::error!(
                 checked = result.checked_count,
@@ -36,30 +48,48 @@ impl Check for ChainCheck {
                 "audit chain integrity check FAILED"
             );
         }
-        Ok(result)
+        Ok(ChainMeasurement {
+            verification: result,
+            refusals,
+        })
     }
 
-    fn evaluate(&self, result: &ChainVerification) -> Outcome {
-        evaluate(result, self.full_walk)
+    fn evaluate(&self, measurement: &ChainMeasurement) -> Outcome {
+        evaluate(measurement, self.full_walk)
     }
 }
 
-pub fn evaluate(result: &ChainVerification, full_walk: bool) -> Outcome {
-    let status = if result.verified {
+pub fn evaluate(measurement: &ChainMeasurement, full_walk: bool) -> Outcome {
+    let result = &measurement.verification;
+    let status = if result.verified && measurement.refusals.is_empty() {
         ControlStatus::Passing
     } else {
         ControlStatus::Failing
     };
-    Outcome::new(
-        status,
-        json!({
-            "fullWalk": full_walk,
-            "checkedCount": result.checked_count,
-            "brokenAtEventId": result.broken_at_event_id.map(|id| id.to_string()),
-            "breakKind": result.break_kind.map(|k| k.as_str()),
-            "brokenChainId": result.broken_chain_id,
-        }),
-    )
+    let mut detail = json!({
+        "fullWalk": full_walk,
+        "checkedCount": result.checked_count,
+        "brokenAtEventId": result.broken_at_event_id.map(|id| id.to_string()),
+        "breakKind": result.break_kind.map(|k| k.as_str()),
+        "brokenChainId": result.broken_chain_id,
+    });
+    if !measurement.refusals.is_empty() {
+        detail["refusedCheckpoints"] = measurement
+            .refusals
+            .iter()
+            .map(|r| {
+                json!({
+                    "chainId": r.chain_id,
+                    "reason": r.reason,
+                    "trustedSize": r.trusted_size,
+                    "observedSize": r.observed_size,
+                    "firstRewrittenSeq": r.first_rewritten_seq,
+                    "firstRewrittenEventId": r.first_rewritten_event_id.map(|id| id.to_string()),
+                })
+            })
+            .collect();
+    }
+    Outcome::new(status, detail)
 }
 
 pub async fn run_once(ctx: &JobContext, full_walk: bool) -> Result<(), JobError> {
@@ -119,7 +149,11 @@ mod tests {
             break_kind: Some(BreakKind::ContentEdited),
             broken_chain_id: Some("org:org-1".into()),
         };
-        let o = evaluate(&broken, true);
+        let measured = |verification| ChainMeasurement {
+            verification,
+            refusals: Vec::new(),
+        };
+        let o = evaluate(&measured(broken), true);
         assert_eq!(o.status, ControlStatus::Failing);
         assert_eq!(
             o.detail["brokenAtEventId"],
@@ -135,6 +169,25 @@ mod tests {
             break_kind: None,
             broken_chain_id: None,
         };
-        assert_eq!(evaluate(&intact, false).status, ControlStatus::Passing);
+        assert_eq!(
+            evaluate(&measured(intact.clone()), false).status,
+            ControlStatus::Passing
+        );
+        // Rehashed through to the head, the chain verifies; the refused seal still fails it.
+        let rewritten = ChainMeasurement {
+            verification: intact,
+            refusals: vec![OpenRefusal {
+                chain_id: "global".into(),
+                reason: "rewritten".into(),
+                trusted_size: 513,
+                observed_size: 513,
+                first_rewritten_seq: Some(150),
+                first_rewritten_event_id: Some(id),
+            }],
+        };
+        let o = evaluate(&rewritten, false);
+        assert_eq!(o.status, ControlStatus::Failing);
+        assert_eq!(o.detail["refusedCheckpoints"][0]["firstRewrittenSeq"], 150);
+        assert_eq!(o.detail["refusedCheckpoints"][0]["chainId"], "global");
     }
 }

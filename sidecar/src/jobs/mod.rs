@@ -12,6 +12,7 @@
 pub mod chain_verification;
 pub mod encryption_at_rest;
 pub mod key_refresh;
+pub mod sealing;
 pub mod secrets_rotation;
 pub mod tls_enforcement;
 pub mod webhook_dead_letters;
@@ -31,6 +32,8 @@ use crate::db::{Db, DbError, DbSetupError};
 use crate::key::{KeyLoadError, KeyState};
 use crate::metrics::{Job, Metrics};
 use crate::settings::Config;
+use crate::signer::SignError;
+use agentidp_core::checkpoint::CheckpointError;
 
 pub struct JobContext {
     pub db: Arc<Db>,
@@ -49,6 +52,19 @@ pub enum JobError {
     Setup(#[from] DbSetupError),
     #[error(transparent)]
     Key(Arc<KeyLoadError>),
+    #[error("cannot sign the checkpoint: {0}")]
+    Sign(#[from] SignError),
+    #[error("cannot make the checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot publish the checkpoint: {0}")]
+    Publish(String),
+}
+
+impl JobError {
+    /// A publication that failed: a sink or a witness.
+    pub fn publish(cause: impl std::fmt::Display) -> JobError {
+        JobError::Publish(cause.to_string())
+    }
 }
 
 impl From<tokio_postgres::Error> for JobError {
@@ -214,8 +230,13 @@ async fn record(ctx: &JobContext, id: ControlId, outcome: &Outcome) -> Result<()
 }
 
 /// The leader's jobs, until `cancel` (shutdown or lost leadership).
-pub async fn run_leader_jobs(ctx: Arc<JobContext>, cancel: CancellationToken) {
+pub async fn run_leader_jobs(
+    ctx: Arc<JobContext>,
+    sealer: Arc<sealing::Sealer>,
+    cancel: CancellationToken,
+) {
     let mut jobs = JoinSet::new();
+    jobs.spawn(sealing::run(ctx.clone(), sealer, cancel.clone()));
     jobs.spawn(chain_verification::run(ctx.clone(), cancel.clone()));
     jobs.spawn(secrets_rotation::run(ctx.clone(), cancel.clone()));
     jobs.spawn(encryption_at_rest::run(ctx.clone(), cancel.clone()));

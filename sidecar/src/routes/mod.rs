@@ -6,6 +6,8 @@ pub mod audit;
 pub mod controls;
 pub mod health;
 pub mod metrics;
+pub mod tlog;
+pub mod transparency;
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound

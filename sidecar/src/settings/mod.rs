@@ -1,5 +1,6 @@
 //! Start-up settings, declared once with clap: each with its environment variable, default and
-//! parser, in the file of its concern (`database`, `http`, `mode`, `vault`, `jwt`, `jobs`).
+//! parser, in the file of its concern (`database`, `http`, `mode`, `vault`, `jwt`, `jobs`,
+//! `checkpoints`, `transparency`).
 //! `agentidp-sidecar --help` lists them all; `sidecar/README.md`'s table lists the same ones (a
 //! test here checks that).
 //!
@@ -23,20 +24,27 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Command, CommandFactory, FromArgMatches, Parser};
 
+pub mod checkpoints;
 pub mod database;
 pub mod http;
 pub mod jobs;
 pub mod jwt;
 pub mod mode;
 mod parse;
+pub mod transparency;
 pub mod vault;
 
 pub use crate::backoff::RetryPolicy;
+pub use checkpoints::{
+    CheckpointConfig, CheckpointSettings, CheckpointSignerConfig, KvSignerConfig, SignerKind,
+    TransitSignerConfig,
+};
 pub use database::DatabaseSettings;
 pub use http::{HttpSettings, DEFAULT_PORT};
 pub use jobs::{JobSchedules, JobSettings, DAILY_FULL_WALK, EVERY_FIVE_MINUTES, HOURLY};
 pub use jwt::{JwtConfig, JwtKey, JwtSettings};
 pub use mode::ModeSettings;
+pub use transparency::{TransparencyConfig, TransparencySettings, WitnessConfig};
 pub use vault::{
     KeySourceConfig, KeySourceSettings, VaultConfig, DEFAULT_OLD_KEYS_VAULT_FIELD,
     DEFAULT_VAULT_FIELD, DEFAULT_VAULT_PATH,
@@ -64,6 +72,10 @@ pub struct Settings {
     pub jwt: JwtSettings,
     #[command(flatten)]
     pub jobs: JobSettings,
+    #[command(flatten)]
+    pub checkpoints: CheckpointSettings,
+    #[command(flatten)]
+    pub transparency: TransparencySettings,
 }
 
 /// A setting that stops start-up.
@@ -120,6 +132,8 @@ pub struct Config {
     pub controls_refresh: Duration,
     pub leader_retry: Duration,
     pub shutdown_timeout: Duration,
+    pub checkpoints: CheckpointConfig,
+    pub transparency: TransparencyConfig,
 }
 
 // `tokio_postgres::Config`'s `Debug` prints its options, where the key goes: left out.
@@ -214,6 +228,7 @@ impl Settings {
         let database = self.database.resolve(production)?;
         let key_source = self.key_source.resolve(production)?;
         let jwt = self.jwt.resolve()?;
+        let checkpoints = self.checkpoints.resolve(&key_source)?;
         let http = &self.http;
         Ok(Config {
             database,
@@ -234,6 +249,8 @@ impl Settings {
             controls_refresh: self.jobs.controls_refresh(),
             leader_retry: self.jobs.leader_retry(),
             shutdown_timeout: http.shutdown_timeout(),
+            checkpoints,
+            transparency: self.transparency.resolve()?,
         })
     }
 }

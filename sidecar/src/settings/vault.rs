@@ -168,13 +168,17 @@ impl KeySourceSettings {
 }
 
 /// Splits `mount/data/path` (the KV v2 API path) into mount and secret path. `mount/path`
-/// (the form `vault kv get` takes) is accepted too.
-fn split_kv2_path(raw: &str) -> Result<(String, String), ConfigError> {
+/// (the form `vault kv get` takes) is accepted too. Errors name `var`, with `example`.
+pub(super) fn split_kv2_path_of(
+    var: &'static str,
+    example: &str,
+    raw: &str,
+) -> Result<(String, String), ConfigError> {
     let trimmed = raw.trim_matches('/');
     let bad = || {
         invalid(
-            "ENCRYPTION_KEY_VAULT_PATH",
-            format!("expected a KV v2 path such as {DEFAULT_VAULT_PATH:?}, got {raw:?}"),
+            var,
+            format!("expected a KV v2 path such as {example:?}, got {raw:?}"),
         )
     };
     let (mount, rest) = trimmed.split_once('/').ok_or_else(bad)?;
@@ -184,6 +188,10 @@ fn split_kv2_path(raw: &str) -> Result<(String, String), ConfigError> {
         return Err(bad());
     }
     Ok((mount.to_owned(), path.to_owned()))
+}
+
+fn split_kv2_path(raw: &str) -> Result<(String, String), ConfigError> {
+    split_kv2_path_of("ENCRYPTION_KEY_VAULT_PATH", DEFAULT_VAULT_PATH, raw)
 }
 
 #[cfg(test)]
