@@ -62,6 +62,7 @@ if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactio
   # These start clusters and sidecars of their own, with the installed extension.
   suite sidecar_api bash tests/sidecar_api.sh "$API_PORT"
   suite chain_break bash tests/chain_break.sh "$CHAIN_BREAK_PORT" 3930 9091
+  suite transparency bash tests/transparency.sh 5476 5475 3932 3942 9093
   suite packages bash tests/packages.sh 5482
 else
   suites_failed+=("install")

@@ -388,3 +388,29 @@ fn packaged_settings_file_lists_every_setting() {
         );
     }
 }
+
+#[test]
+fn the_transparency_settings_parse_as_documented() {
+    let c = Config::from_map(&vars(&[])).unwrap();
+    assert_eq!(c.transparency.interval, Duration::from_secs(30));
+    assert!(c.transparency.wait_for_standbys);
+    assert!(!c.transparency.tlog_tiles);
+    assert!(c.transparency.witnesses.is_empty());
+    let c = Config::from_map(&vars(&[
+        ("CHECKPOINT_INTERVAL_SECONDS", "1"),
+        ("CHECKPOINT_WAIT_FOR_STANDBYS", "false"),
+        ("TLOG_TILES_ENABLED", "true"),
+        ("CHECKPOINT_DIRECTORY", "/var/lib/agentidp/checkpoints"),
+    ]))
+    .unwrap();
+    assert_eq!(c.transparency.interval, Duration::from_secs(1));
+    assert!(!c.transparency.wait_for_standbys);
+    assert!(c.transparency.tlog_tiles);
+    assert_eq!(
+        c.transparency.directory.as_deref(),
+        Some(std::path::Path::new("/var/lib/agentidp/checkpoints"))
+    );
+    assert_eq!(err(&[("TLOG_TILES_ENABLED", "maybe")]).var, "TLOG_TILES_ENABLED");
+    assert_eq!(err(&[("CHECKPOINT_INTERVAL_SECONDS", "0")]).var, "CHECKPOINT_INTERVAL_SECONDS");
+    assert_eq!(err(&[("CHECKPOINT_WITNESSES", "https://w.example/")]).var, "CHECKPOINT_WITNESSES");
+}

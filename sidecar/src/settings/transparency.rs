@@ -22,7 +22,7 @@ pub struct TransparencySettings {
     /// Sign only trees every connected streaming standby has replayed (pg_stat_replication's
     /// replay_lsn), so that a failover never loses a signed event. Needs the pg_monitor role to
     /// read the standbys' positions.
-    #[arg(long, env = "CHECKPOINT_WAIT_FOR_STANDBYS", value_name = "BOOL", default_value_t = true, value_parser = boolean)]
+    #[arg(long, env = "CHECKPOINT_WAIT_FOR_STANDBYS", value_name = "BOOL", default_value_t = true, value_parser = boolean, action = clap::ArgAction::Set)]
     pub checkpoint_wait_for_standbys: bool,
 
     /// Directory to publish every signed checkpoint and its tiles to, one file each, never
@@ -43,7 +43,7 @@ pub struct TransparencySettings {
     /// Serve the C2SP tlog-tiles static endpoints, /tlog/<chain>/checkpoint and
     /// /tlog/<chain>/tile/8/<L>/<N>[.p/<W>], so that off-the-shelf clients and witnesses can
     /// follow each chain's log.
-    #[arg(long, env = "TLOG_TILES_ENABLED", value_name = "BOOL", default_value_t = false, value_parser = boolean)]
+    #[arg(long, env = "TLOG_TILES_ENABLED", value_name = "BOOL", default_value_t = false, value_parser = boolean, action = clap::ArgAction::Set)]
     pub tlog_tiles_enabled: bool,
 }
 
