@@ -98,20 +98,7 @@ env -u VAULT_ADDR -u VAULT_TOKEN -u NODE_ENV \
   "$sidecar" >"$work/sidecar.log" 2>&1 &
 pids+=($!)
 
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files:
-  - $REPO/alerts.yml
-scrape_configs:
-  - job_name: agentidp-sidecar
-    static_configs:
-      - targets: ['127.0.0.1:$http_port']
-YAML
-"$(command -v prometheus || echo /usr/bin/prometheus)" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
-pids+=($!)
+start_prometheus "$prom_port" "$http_port"
 
 wait_for 30 curl -sf "http://127.0.0.1:$http_port/health" -o /dev/null || fatal "the sidecar does not answer /health"
 wait_for 30 curl -sf "http://127.0.0.1:$prom_port/-/ready" -o /dev/null || fatal "Prometheus is not ready"

@@ -107,3 +107,23 @@ end_run() {
   stop_cluster "$name"
   rm -rf "$work"
 }
+
+# start_prometheus PORT SIDECAR_PORT: a Prometheus on PORT scraping the sidecar every second, with
+# the repository's alerts.yml as its rule file; its data, config and log in $work.
+start_prometheus() {
+  cat >"$work/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $REPO/alerts.yml
+scrape_configs:
+  - job_name: agentidp-sidecar
+    static_configs:
+      - targets: ['127.0.0.1:$2']
+YAML
+  "$(command -v prometheus || echo /usr/bin/prometheus)" --config.file="$work/prometheus.yml" \
+    --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$1" --log.level=warn \
+    >"$work/prometheus.log" 2>&1 &
+  pids+=($!)
+}

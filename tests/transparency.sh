@@ -85,9 +85,13 @@ witness=(python3 "$REPO/tests/witness/witness_double.py" --port "$witness_port" 
   --log-vkey "$log_vkey" --witness-name "$witness_name" --witness-key-file "$work/witness.key")
 witness_vkey=$("${witness[@]}" --print-vkey) || fatal "the witness double prints no key"
 mkdir -p "$work/witness"
-"${witness[@]}" >"$work/witness.log" 2>&1 &
-pids+=($!)
-wait_for 20 curl -sf "http://127.0.0.1:$witness_port/healthz" -o /dev/null || fatal "the witness double does not answer"
+start_witness() {
+  "${witness[@]}" >>"$work/witness.log" 2>&1 &
+  witness_pid=$!
+  pids+=($witness_pid)
+  wait_for 20 curl -sf "http://127.0.0.1:$witness_port/healthz" -o /dev/null
+}
+start_witness || fatal "the witness double does not answer"
 
 log "the sidecar, agentidp-verify and Prometheus"
 (cd "$REPO" && cargo build -q -p agentidp-sidecar --bin agentidp-sidecar -p agentidp-verify) \
@@ -115,21 +119,7 @@ start_sidecar() {
 }
 start_sidecar "$pg_port" sidecar.log || fatal "the sidecar does not answer /health"
 
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files:
-  - $REPO/alerts.yml
-scrape_configs:
-  - job_name: agentidp-sidecar
-    static_configs:
-      - targets: ['127.0.0.1:$http_port']
-YAML
-"$(command -v prometheus || echo /usr/bin/prometheus)" --config.file="$work/prometheus.yml" \
-  --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$prom_port" --log.level=warn \
-  >"$work/prometheus.log" 2>&1 &
-pids+=($!)
+start_prometheus "$prom_port" "$http_port"
 wait_for 30 curl -sf "http://127.0.0.1:$prom_port/-/ready" -o /dev/null || fatal "Prometheus is not ready"
 prom() { curl -sf "http://127.0.0.1:$prom_port/api/v1/$1" "${@:2}"; }
 prom_query() { prom query -G --data-urlencode "query=$1" | jq -c '.data.result'; }
@@ -187,6 +177,20 @@ api "/api/v1/transparency/consistency/global?oldSize=$first&newSize=$second" > "
   --key "$log_vkey" >"$work/verify.out" 2>&1
 check "agentidp-verify consistency: the log only grew between the two checkpoints" 0 "$?"
 check "the witness cosigned the grown tree" 0 "$(wait_for 30 cosigned_to global "$second"; echo $?)"
+
+log "1b. a witness that is down delays nothing but its cosignature"
+kill "$witness_pid"; wait "$witness_pid" 2>/dev/null
+add_events 5
+check "with the witness down, new events are still signed" 0 "$(wait_for 30 signed_to_head global; echo $?)"
+witness_failed() {
+  api /metrics | grep -q "^agentidp_witness_failures_total{witness=\"$witness_name\"} [1-9]"
+}
+check "and the failure shows in agentidp_witness_failures_total" 0 "$(wait_for 30 witness_failed; echo $?)"
+start_witness || fatal "the witness double does not restart"
+add_events 5
+check "back up, the witness cosigns the next checkpoint" 0 \
+  "$(wait_for 30 signed_to_head global && wait_for 30 cosigned_to global "$(head_seq global)"; echo $?)"
+second=$(signed_size global)
 
 log "2. a checkpoint waits for the standby"
 psql_at "$standby_port" -d "$db" -c "SELECT pg_wal_replay_pause()" >/dev/null

@@ -30,8 +30,24 @@ if [ -z "${JWT_HS256_SECRET:-}${JWT_RS256_PUBLIC_KEY:-}${JWT_RS256_PUBLIC_KEY_FI
   export JWT_HS256_SECRET=$(cat "$secret_file")
   token=$(JWT_HS256_SECRET=$JWT_HS256_SECRET python3 "$REPO/tests/dev_token.py")
 fi
+# Checkpoints of the transparency log, signed with a development key file (production: Vault's
+# transit engine, CHECKPOINT_SIGNER=transit), published to a directory, the tiles served.
+if [ -z "${CHECKPOINT_SIGNER:-}" ]; then
+  export CHECKPOINT_SIGNER=file CHECKPOINT_KEY_FILE=$RUN_DIR/dev-checkpoint.pem
+  [ -s "$CHECKPOINT_KEY_FILE" ] || (umask 077; openssl genpkey -algorithm ed25519 -out "$CHECKPOINT_KEY_FILE")
+  export CHECKPOINT_DIRECTORY=${CHECKPOINT_DIRECTORY:-$RUN_DIR/dev-checkpoints}
+  export TLOG_TILES_ENABLED=${TLOG_TILES_ENABLED:-true}
+fi
 export DATABASE_URL="postgresql://postgres@127.0.0.1:$PORT_PG/$db?sslmode=disable"
 export PORT=${PORT:-3000}
+
+"$REPO/target/release/agentidp-sidecar" &
+sidecar=$!
+trap 'kill $sidecar 2>/dev/null; wait $sidecar 2>/dev/null; stop_cluster dev' EXIT
+wait_for 60 curl -sf "localhost:$PORT/health" -o /dev/null || { echo "the sidecar did not start"; exit 1; }
+# The signer reads its key right after start.
+wait_for 10 curl -sf "localhost:$PORT/api/v1/transparency/verifier-key" -o /dev/null || true
+verifier_key=$(curl -sf "localhost:$PORT/api/v1/transparency/verifier-key" || echo "(no signer configured)")
 
 cat <<MSG
 
@@ -41,6 +57,11 @@ cat <<MSG
 ${token:+              curl -s -H 'Authorization: Bearer $token' localhost:$PORT/api/v1/audit/verify
               (a dev token with scope audit:read, valid for 24 hours)}
   Key:        ${VAULT_ADDR:+Vault at $VAULT_ADDR}${ENCRYPTION_KEY_FILE:+dev key file $ENCRYPTION_KEY_FILE (no VAULT_ADDR set)}
+  Checkpoints: signed every ${CHECKPOINT_INTERVAL_SECONDS:-30} s, verifier key
+              $verifier_key
+              curl -s localhost:$PORT/api/v1/transparency/checkpoints/global
+              curl -s localhost:$PORT/api/v1/transparency/checkpoints
+${CHECKPOINT_DIRECTORY:+              published to $CHECKPOINT_DIRECTORY}
 
 MSG
-"$REPO/target/release/agentidp-sidecar"
+wait $sidecar

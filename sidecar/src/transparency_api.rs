@@ -48,6 +48,18 @@ fn classify(e: tokio_postgres::Error) -> ProofError {
     }
 }
 
+/// A proof's `bytea[]` as hashes.
+fn hashes(column: &[Vec<u8>]) -> Result<Vec<Hash>, ProofError> {
+    column
+        .iter()
+        .map(|h| {
+            <[u8; 32]>::try_from(h.as_slice())
+                .map(Hash)
+                .map_err(|_| ProofError::Db(DbError::new("a proof hash is not 32 bytes")))
+        })
+        .collect()
+}
+
 pub trait TransparencyApi: Send + Sync + 'static {
     fn latest_checkpoints(&self) -> BoxFuture<'_, Result<Vec<Filed>, DbError>>;
 
@@ -103,14 +115,7 @@ impl TransparencyApi for Db {
                     .unwrap_or_default(),
                 tree_size: u64::try_from(row.try_get::<_, i64>(1).map_err(classify)?)
                     .unwrap_or_default(),
-                proof: proof
-                    .iter()
-                    .map(|h| {
-                        <[u8; 32]>::try_from(h.as_slice()).map(Hash).map_err(|_| {
-                            ProofError::Db(DbError::new("a proof hash is not 32 bytes"))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
+                proof: hashes(&proof)?,
                 checkpoint: row.try_get(3).map_err(classify)?,
                 event_line: row.try_get(4).map_err(classify)?,
             })
@@ -137,14 +142,7 @@ impl TransparencyApi for Db {
                 .await
                 .map_err(classify)?;
             let proof: Vec<Vec<u8>> = row.try_get(0).map_err(classify)?;
-            proof
-                .iter()
-                .map(|h| {
-                    <[u8; 32]>::try_from(h.as_slice())
-                        .map(Hash)
-                        .map_err(|_| ProofError::Db(DbError::new("a proof hash is not 32 bytes")))
-                })
-                .collect()
+            hashes(&proof)
         })
     }
 

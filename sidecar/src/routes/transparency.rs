@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::transparency_api::ProofError;
+use crate::transparency_sql::Filed;
 
 /// Lines an export request returns at most: a longer range is fetched page by page.
 pub const EXPORT_PAGE: i64 = 10_000;
@@ -28,6 +29,13 @@ fn proof_error(e: ProofError) -> ApiError {
         ProofError::NotYetSigned => ApiError::NotYetSigned,
         ProofError::Db(e) => ApiError::internal(e),
     }
+}
+
+/// The filed note with its cosignatures, as the log serves it; as filed when the lines do not
+/// assemble, since the log's own signature still verifies.
+fn cosigned(filed: &Filed) -> String {
+    agentidp_core::witness::with_cosignatures(&filed.note, &filed.cosignatures)
+        .unwrap_or_else(|_| filed.note.clone())
 }
 
 /// `GET /api/v1/transparency/verifier-key`: the log's key, `<name>+<key id>+<base64>`.
@@ -61,8 +69,7 @@ pub async fn checkpoints(
         latest
             .into_iter()
             .map(|f| CheckpointSummary {
-                note: agentidp_core::witness::with_cosignatures(&f.note, &f.cosignatures)
-                    .unwrap_or_else(|_| f.note.clone()),
+                note: cosigned(&f),
                 chain_id: f.chain_id,
                 tree_size: f.head.size,
                 root: f.head.root.to_string(),
@@ -91,10 +98,7 @@ pub async fn checkpoint(
         .into_iter()
         .find(|f| f.chain_id == chain_id)
         .ok_or(ApiError::NotFound)?;
-    Ok(text(
-        agentidp_core::witness::with_cosignatures(&filed.note, &filed.cosignatures)
-            .unwrap_or(filed.note),
-    ))
+    Ok(text(cosigned(&filed)))
 }
 
 #[derive(Deserialize)]
