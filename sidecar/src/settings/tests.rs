@@ -410,7 +410,16 @@ fn the_transparency_settings_parse_as_documented() {
         c.transparency.directory.as_deref(),
         Some(std::path::Path::new("/var/lib/agentidp/checkpoints"))
     );
-    assert_eq!(err(&[("TLOG_TILES_ENABLED", "maybe")]).var, "TLOG_TILES_ENABLED");
-    assert_eq!(err(&[("CHECKPOINT_INTERVAL_SECONDS", "0")]).var, "CHECKPOINT_INTERVAL_SECONDS");
-    assert_eq!(err(&[("CHECKPOINT_WITNESSES", "https://w.example/")]).var, "CHECKPOINT_WITNESSES");
+    assert_eq!(
+        err(&[("TLOG_TILES_ENABLED", "maybe")]).var,
+        "TLOG_TILES_ENABLED"
+    );
+    assert_eq!(
+        err(&[("CHECKPOINT_INTERVAL_SECONDS", "0")]).var,
+        "CHECKPOINT_INTERVAL_SECONDS"
+    );
+    assert_eq!(
+        err(&[("CHECKPOINT_WITNESSES", "https://w.example/")]).var,
+        "CHECKPOINT_WITNESSES"
+    );
 }
