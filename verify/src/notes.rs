@@ -82,10 +82,7 @@ pub struct SignedCheckpoint {
 impl SignedCheckpoint {
     /// Whether the checkpoint is of the chain `chain_id`: its origin is `<log name>/<chain id>`.
     pub fn is_of_chain(&self, chain_id: &str) -> bool {
-        self.origin
-            .strip_suffix(chain_id)
-            .and_then(|log| log.strip_suffix('/'))
-            .is_some_and(|log| !log.is_empty())
+        agentidp_core::checkpoint::chain_of_origin(&self.origin) == Some(chain_id)
     }
 
     /// One line of the human report.
@@ -186,7 +183,9 @@ mod tests {
         assert!(!cp.is_of_chain("global"));
         assert!(!checkpoint_with_origin("/global").is_of_chain("global"));
         assert!(!checkpoint_with_origin("global").is_of_chain("global"));
-        assert!(checkpoint_with_origin("a/b/org:x/y").is_of_chain("org:x/y"));
+        // Log names hold no '/': the chain is all after the first one (agentidp_core::checkpoint).
+        assert!(checkpoint_with_origin("a/org:x/y").is_of_chain("org:x/y"));
+        assert!(!checkpoint_with_origin("a/b/org:x").is_of_chain("org:x"));
     }
 
     #[test]
