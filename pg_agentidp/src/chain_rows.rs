@@ -2,7 +2,51 @@
 //! together, in `seq` order. The sealer, the proofs and the export read events this way, so
 //! archiving an event changes none of their answers.
 
+use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
+
+use crate::positions::NO_SNAPSHOT;
+use crate::spi::KeptPlan;
+
+/// The seal's read, prepared once per backend and read in place: a seal reads every event once,
+/// and pgrx's row conversions (a copy per value) cost more than its hashing.
+static STORED_HASHES_AFTER: KeptPlan = KeptPlan::new(
+    c"SELECT seq, prev_hash, hash FROM (
+        SELECT seq, prev_hash, hash FROM agentidp.audit_events WHERE chain_id = $1 AND seq > $2
+        UNION ALL
+        SELECT seq, prev_hash, hash FROM agentidp.audit_events_archive
+         WHERE chain_id = $1 AND seq > $2) e
+       ORDER BY seq LIMIT $3",
+    &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::INT8OID],
+);
+
+/// Calls `each(seq, prev_hash, hash)` for up to `limit` of the chain's events after `after_seq`,
+/// in `seq` order, until it returns false; returns how many rows the read gave. Call inside an
+/// SPI connection.
+pub fn stored_hashes_after(
+    chain_id: &str,
+    after_seq: i64,
+    limit: i64,
+    mut each: impl FnMut(i64, &[u8], &[u8]) -> bool,
+) -> usize {
+    let rows = STORED_HASHES_AFTER.query(
+        &[chain_id.into_datum(), after_seq.into_datum(), limit.into_datum()],
+        NO_SNAPSHOT,
+        0,
+    );
+    let mut read = 0;
+    for row in rows.iter() {
+        read += 1;
+        let (Some(seq), Some(prev), Some(hash)) = (row.int8(1), row.bytes(2), row.bytes(3)) else {
+            error!("agentidp.audit_events holds a row without its chain columns");
+        };
+        if !each(seq, prev, hash) {
+            break;
+        }
+    }
+    read
+}
 
 /// The stored hash of the chain's event at `seq`, if a row is there.
 pub fn hash_at(client: &SpiClient<'_>, chain_id: &str, seq: i64) -> SpiResult<Option<Vec<u8>>> {
@@ -20,15 +64,14 @@ pub fn hash_at(client: &SpiClient<'_>, chain_id: &str, seq: i64) -> SpiResult<Op
     }
 }
 
-/// Where a chain's stored hashes are read from, one batch at a time.
+/// An event's chain columns and id, for the evidence of a refused seal.
 pub struct Link {
     pub seq: i64,
-    pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
     pub event_id: [u8; 16],
 }
 
-/// Up to `limit` of the chain's events after `after_seq`, in `seq` order: what a seal reads.
+/// Up to `limit` of the chain's events after `after_seq`, in `seq` order, with their ids.
 pub fn links_after(
     client: &SpiClient<'_>,
     chain_id: &str,
@@ -36,11 +79,11 @@ pub fn links_after(
     limit: i64,
 ) -> SpiResult<Vec<Link>> {
     let rows = client.select(
-        "SELECT seq, prev_hash, hash, event_id FROM (
-            SELECT seq, prev_hash, hash, event_id FROM agentidp.audit_events
+        "SELECT seq, hash, event_id FROM (
+            SELECT seq, hash, event_id FROM agentidp.audit_events
              WHERE chain_id = $1 AND seq > $2
             UNION ALL
-            SELECT seq, prev_hash, hash, event_id FROM agentidp.audit_events_archive
+            SELECT seq, hash, event_id FROM agentidp.audit_events_archive
              WHERE chain_id = $1 AND seq > $2) e
           ORDER BY seq LIMIT $3",
         None,
@@ -49,10 +92,9 @@ pub fn links_after(
     rows.map(|row| {
         Ok(Link {
             seq: row.get(1)?.unwrap_or_default(),
-            prev_hash: row.get(2)?.unwrap_or_default(),
-            hash: row.get(3)?.unwrap_or_default(),
+            hash: row.get(2)?.unwrap_or_default(),
             event_id: row
-                .get::<pgrx::Uuid>(4)?
+                .get::<pgrx::Uuid>(3)?
                 .map(|u| *u.as_bytes())
                 .unwrap_or_default(),
         })

@@ -12,7 +12,7 @@ use agentidp_core::tiles::{self, Head, TileStore, FULL_WIDTH};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 
-use crate::chain_rows::{hash_at, links_after};
+use crate::chain_rows::{hash_at, links_after, stored_hashes_after};
 use crate::error::raise;
 use crate::positions::chain_ids;
 use crate::tile_table::{self, TileTable};
@@ -107,17 +107,19 @@ fn seal_chain(client: &mut SpiClient<'_>, chain: &str) -> SpiResult<SealRow> {
     let mut last_hash = head_hash;
     let mut broken = None;
     loop {
-        let links = links_after(client, chain, seq_of(head.size), BATCH)?;
-        let mut hashes = Vec::with_capacity(links.len());
-        for link in &links {
-            match run.accept(link.seq, &link.prev_hash, &link.hash) {
-                Ok(hash) => hashes.push(hash),
+        let mut hashes = Vec::with_capacity(usize::try_from(BATCH).unwrap_or(0));
+        let read = stored_hashes_after(chain, seq_of(head.size), BATCH, |seq, prev, hash| {
+            match run.accept(seq, prev, hash) {
+                Ok(hash) => {
+                    hashes.push(hash);
+                    true
+                }
                 Err(kind) => {
-                    broken = Some((kind, link.seq));
-                    break;
+                    broken = Some((kind, seq));
+                    false
                 }
             }
-        }
+        });
         if !hashes.is_empty() {
             let grown = {
                 let store = TileTable {
@@ -141,7 +143,7 @@ fn seal_chain(client: &mut SpiClient<'_>, chain: &str) -> SpiResult<SealRow> {
             head = grown.head;
             last_hash = hashes.last().copied();
         }
-        if broken.is_some() || i64::try_from(links.len()).unwrap_or(0) < BATCH {
+        if broken.is_some() || i64::try_from(read).unwrap_or(0) < BATCH {
             break;
         }
     }
