@@ -31,7 +31,11 @@ pub fn stored_hashes_after(
     mut each: impl FnMut(i64, &[u8], &[u8]) -> bool,
 ) -> usize {
     let rows = STORED_HASHES_AFTER.query(
-        &[chain_id.into_datum(), after_seq.into_datum(), limit.into_datum()],
+        &[
+            chain_id.into_datum(),
+            after_seq.into_datum(),
+            limit.into_datum(),
+        ],
         NO_SNAPSHOT,
         0,
     );

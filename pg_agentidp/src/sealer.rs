@@ -108,8 +108,10 @@ fn seal_chain(client: &mut SpiClient<'_>, chain: &str) -> SpiResult<SealRow> {
     let mut broken = None;
     loop {
         let mut hashes = Vec::with_capacity(usize::try_from(BATCH).unwrap_or(0));
-        let read = stored_hashes_after(chain, seq_of(head.size), BATCH, |seq, prev, hash| {
-            match run.accept(seq, prev, hash) {
+        let read =
+            stored_hashes_after(chain, seq_of(head.size), BATCH, |seq, prev, hash| match run
+                .accept(seq, prev, hash)
+            {
                 Ok(hash) => {
                     hashes.push(hash);
                     true
@@ -118,8 +120,7 @@ fn seal_chain(client: &mut SpiClient<'_>, chain: &str) -> SpiResult<SealRow> {
                     broken = Some((kind, seq));
                     false
                 }
-            }
-        });
+            });
         if !hashes.is_empty() {
             let grown = {
                 let store = TileTable {
