@@ -6,6 +6,7 @@ pub mod audit;
 pub mod controls;
 pub mod health;
 pub mod metrics;
+pub mod params;
 pub mod tlog;
 pub mod transparency;
 

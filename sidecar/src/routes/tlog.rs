@@ -3,6 +3,7 @@
 //! `/tlog/<chain>/tile/8/<L>/<N>[.p/<W>]` (the chain id percent-encoded as one path segment).
 
 use agentidp_core::tiles::TileRef;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,10 @@ use crate::routes::transparency;
 use crate::state::AppState;
 
 /// `GET /tlog/{chain}/checkpoint`: the latest signed checkpoint, cosignatures included.
-pub async fn checkpoint(state: State<AppState>, chain: Path<String>) -> Result<Response, ApiError> {
+pub async fn checkpoint(
+    state: State<AppState>,
+    chain: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     if !state.transparency.tlog_tiles {
         return Err(ApiError::NotFound);
     }
@@ -22,9 +26,15 @@ pub async fn checkpoint(state: State<AppState>, chain: Path<String>) -> Result<R
 /// `GET /tlog/{chain}/tile/{*path}`: a tile at the width asked for, cut from the stored one.
 pub async fn tile(
     State(state): State<AppState>,
-    Path((chain, path)): Path<(String, String)>,
+    params: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     if !state.transparency.tlog_tiles {
+        return Err(ApiError::NotFound);
+    }
+    let Ok(Path((chain, path))) = params else {
+        return Err(ApiError::NotFound);
+    };
+    if chain.contains('\0') {
         return Err(ApiError::NotFound);
     }
     let tile = TileRef::from_path(&format!("tile/{path}")).ok_or(ApiError::NotFound)?;

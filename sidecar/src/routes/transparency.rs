@@ -3,15 +3,17 @@
 //! inclusion proof and the export carry the events' fields, so they need `audit:read`.
 
 use agentidp_core::export::{ConsistencyProof, InclusionProof};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::routes::params;
 use crate::state::AppState;
 use crate::transparency_api::ProofError;
 use crate::transparency_sql::Filed;
@@ -86,8 +88,9 @@ pub async fn checkpoints(
 /// note text, cosignatures included.
 pub async fn checkpoint(
     State(state): State<AppState>,
-    Path(chain_id): Path<String>,
+    chain_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let chain_id = params::chain_id(chain_id)?;
     let latest = state
         .transparency
         .api
@@ -101,17 +104,9 @@ pub async fn checkpoint(
     Ok(text(cosigned(&filed)))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SizesQuery {
-    old_size: Option<String>,
-    new_size: Option<String>,
-}
-
-fn size(value: Option<&str>, field: &'static str) -> Result<u64, ApiError> {
+fn size(value: Option<&String>, field: &'static str) -> Result<u64, ApiError> {
     value
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&n| n >= 1 && i64::try_from(n).is_ok())
+        .and_then(|v| params::positive(v))
         .ok_or(ApiError::InvalidParameter {
             field,
             reason: "Must be a tree size: a whole number of at least 1.",
@@ -121,11 +116,13 @@ fn size(value: Option<&str>, field: &'static str) -> Result<u64, ApiError> {
 /// `GET /api/v1/transparency/consistency/{chainId}?oldSize=&newSize=`: RFC 9162 §2.1.4.
 pub async fn consistency(
     State(state): State<AppState>,
-    Path(chain_id): Path<String>,
-    Query(query): Query<SizesQuery>,
+    chain_id: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
-    let old_size = size(query.old_size.as_deref(), "oldSize")?;
-    let new_size = size(query.new_size.as_deref(), "newSize")?;
+    let chain_id = params::chain_id(chain_id)?;
+    let query = params::query(raw.as_deref(), &["oldSize", "newSize"])?;
+    let old_size = size(query.get("oldSize"), "oldSize")?;
+    let new_size = size(query.get("newSize"), "newSize")?;
     if old_size > new_size {
         return Err(ApiError::InvalidParameter {
             field: "oldSize",
@@ -157,12 +154,15 @@ pub struct InclusionResponse {
 /// inclusion proof, and the signed checkpoint it leads to.
 pub async fn inclusion(
     State(state): State<AppState>,
-    Path(event_id): Path<String>,
+    event_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<InclusionResponse>, ApiError> {
-    let event_id = Uuid::parse_str(&event_id).map_err(|_| ApiError::InvalidParameter {
-        field: "eventId",
-        reason: "Must be a UUID.",
-    })?;
+    let event_id = event_id
+        .ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or(ApiError::InvalidParameter {
+            field: "eventId",
+            reason: "Must be a UUID.",
+        })?;
     let found = state
         .transparency
         .api
@@ -180,54 +180,53 @@ pub async fn inclusion(
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExportQuery {
-    chain_id: Option<String>,
-    from_seq: Option<String>,
-    limit: Option<String>,
-}
-
 /// `GET /api/v1/audit/export?chainId=&fromSeq=&limit=` (`audit:read`): the chain's events as
 /// evidence-bundle lines (`application/x-ndjson`), at most `limit` (and [`EXPORT_PAGE`]) from
 /// `fromSeq`; the next page starts after the last line's `seq`.
 pub async fn export(
     State(state): State<AppState>,
-    Query(query): Query<ExportQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let chain_id = query
-        .chain_id
-        .filter(|c| !c.is_empty())
-        .ok_or(ApiError::InvalidParameter {
-            field: "chainId",
-            reason: "Required: the chain to export, such as global or org:<org id>.",
-        })?;
-    let from_seq = match query.from_seq.as_deref() {
+    let query = params::query(raw.as_deref(), &["chainId", "fromSeq", "limit"])?;
+    let chain_id =
+        query
+            .get("chainId")
+            .filter(|c| !c.is_empty())
+            .ok_or(ApiError::InvalidParameter {
+                field: "chainId",
+                reason: "Required: the chain to export, such as global or org:<org id>.",
+            })?;
+    let from_seq = match query.get("fromSeq") {
         None => 1,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|&n| n >= 1)
+        Some(v) => params::positive(v)
+            .and_then(|n| i64::try_from(n).ok())
             .ok_or(ApiError::InvalidParameter {
                 field: "fromSeq",
                 reason: "Must be a sequence number: a whole number of at least 1.",
             })?,
     };
-    let limit = match query.limit.as_deref() {
+    let limit = match query.get("limit") {
         None => EXPORT_PAGE,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|&n| (1..=EXPORT_PAGE).contains(&n))
+        Some(v) => params::positive(v)
+            .and_then(|n| i64::try_from(n).ok())
+            .filter(|n| *n <= EXPORT_PAGE)
             .ok_or(ApiError::InvalidParameter {
                 field: "limit",
                 reason: "Must be a whole number from 1 to 10000.",
             })?,
     };
+    // No chain's id holds a NUL, which PostgreSQL's text refuses: an unknown chain, no lines.
+    if chain_id.contains('\0') {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            String::new(),
+        )
+            .into_response());
+    }
     let lines = state
         .transparency
         .api
-        .export(&chain_id, from_seq, limit)
+        .export(chain_id, from_seq, limit)
         .await
         .map_err(ApiError::internal)?;
     let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
