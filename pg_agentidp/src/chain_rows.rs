@@ -9,44 +9,55 @@ use pgrx::spi::{SpiClient, SpiResult};
 use crate::positions::NO_SNAPSHOT;
 use crate::spi::KeptPlan;
 
-/// The seal's read, prepared once per backend and read in place: a seal reads every event once,
-/// and pgrx's row conversions (a copy per value) cost more than its hashing.
-static STORED_HASHES_AFTER: KeptPlan = KeptPlan::new(
-    c"SELECT seq, prev_hash, hash FROM (
-        SELECT seq, prev_hash, hash FROM agentidp.audit_events WHERE chain_id = $1 AND seq > $2
-        UNION ALL
-        SELECT seq, prev_hash, hash FROM agentidp.audit_events_archive
-         WHERE chain_id = $1 AND seq > $2) e
-       ORDER BY seq LIMIT $3",
-    &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::INT8OID],
-);
+/// The seal's reads, prepared once per backend and read in place: a seal reads every event once,
+/// and pgrx's row conversions (a copy per value) cost more than its hashing. One table at a time,
+/// in its primary key's order: a kept plan is generic, and over a UNION of both tables its
+/// `ORDER BY seq LIMIT` sorted every row of the chain in every batch.
+static STORED_HASHES_AFTER: [KeptPlan; 2] = [
+    // Archived events are a chain's oldest, so the archive is read first.
+    KeptPlan::new(
+        c"SELECT seq, prev_hash, hash FROM agentidp.audit_events_archive
+           WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::INT8OID],
+    ),
+    KeptPlan::new(
+        c"SELECT seq, prev_hash, hash FROM agentidp.audit_events
+           WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::INT8OID],
+    ),
+];
 
 /// Calls `each(seq, prev_hash, hash)` for up to `limit` of the chain's events after `after_seq`,
-/// in `seq` order, until it returns false; returns how many rows the read gave. Call inside an
-/// SPI connection.
+/// archived or not, in `seq` order, until it returns false; returns how many rows were read.
+/// Call inside an SPI connection.
 pub fn stored_hashes_after(
     chain_id: &str,
     after_seq: i64,
     limit: i64,
     mut each: impl FnMut(i64, &[u8], &[u8]) -> bool,
 ) -> usize {
-    let rows = STORED_HASHES_AFTER.query(
-        &[
-            chain_id.into_datum(),
-            after_seq.into_datum(),
-            limit.into_datum(),
-        ],
-        NO_SNAPSHOT,
-        0,
-    );
     let mut read = 0;
-    for row in rows.iter() {
-        read += 1;
-        let (Some(seq), Some(prev), Some(hash)) = (row.int8(1), row.bytes(2), row.bytes(3)) else {
-            error!("agentidp.audit_events holds a row without its chain columns");
-        };
-        if !each(seq, prev, hash) {
+    let mut after = after_seq;
+    for plan in &STORED_HASHES_AFTER {
+        let left = limit - i64::try_from(read).unwrap_or(i64::MAX);
+        if left <= 0 {
             break;
+        }
+        let rows = plan.query(
+            &[chain_id.into_datum(), after.into_datum(), left.into_datum()],
+            NO_SNAPSHOT,
+            0,
+        );
+        for row in rows.iter() {
+            read += 1;
+            let (Some(seq), Some(prev), Some(hash)) = (row.int8(1), row.bytes(2), row.bytes(3))
+            else {
+                error!("agentidp.audit_events holds a row without its chain columns");
+            };
+            after = seq;
+            if !each(seq, prev, hash) {
+                return read;
+            }
         }
     }
     read
