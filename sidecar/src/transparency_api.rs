@@ -63,6 +63,11 @@ fn hashes(column: &[Vec<u8>]) -> Result<Vec<Hash>, ProofError> {
 pub trait TransparencyApi: Send + Sync + 'static {
     fn latest_checkpoints(&self) -> BoxFuture<'_, Result<Vec<Filed>, DbError>>;
 
+    fn latest_checkpoint<'a>(
+        &'a self,
+        chain_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Filed>, DbError>>;
+
     fn inclusion<'a>(&'a self, event_id: Uuid) -> BoxFuture<'a, Result<Inclusion, ProofError>>;
 
     fn consistency<'a>(
@@ -94,6 +99,16 @@ impl TransparencyApi for Db {
         Box::pin(async move {
             let client = self.client().await?;
             sql::latest_checkpoints(&**client).await
+        })
+    }
+
+    fn latest_checkpoint<'a>(
+        &'a self,
+        chain_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Filed>, DbError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sql::latest_checkpoint(&**client, chain_id).await
         })
     }
 
@@ -188,6 +203,13 @@ pub struct Unavailable;
 impl TransparencyApi for Unavailable {
     fn latest_checkpoints(&self) -> BoxFuture<'_, Result<Vec<Filed>, DbError>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn latest_checkpoint<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Filed>, DbError>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn inclusion<'a>(&'a self, _: Uuid) -> BoxFuture<'a, Result<Inclusion, ProofError>> {

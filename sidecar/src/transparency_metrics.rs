@@ -1,7 +1,7 @@
 //! The transparency log's metrics, set by the leader's sealing job. Names and labels are a
 //! contract with alerts.yml and docs/incident-response.md.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -89,13 +89,7 @@ impl TransparencyMetrics {
 
     /// The gauges from every chain's progress, when each was last signed, and which chains the
     /// sealer refuses.
-    pub fn observe(
-        &self,
-        progress: &[Progress],
-        signed_at: &HashMap<&str, DateTime<Utc>>,
-        refused: &BTreeSet<String>,
-        now: DateTime<Utc>,
-    ) {
+    pub fn observe(&self, progress: &[Progress], refused: &BTreeSet<String>, now: DateTime<Utc>) {
         let mut unsealed = 0;
         for p in progress {
             let chain = [p.chain_id.as_str()];
@@ -108,8 +102,8 @@ impl TransparencyMetrics {
                 .set(p.signed);
             // Absent rather than infinite for a chain never signed: the text format's +Inf is
             // not what every client writes or reads, and the alert tells "never" apart anyway.
-            if let Some(at) = signed_at.get(p.chain_id.as_str()) {
-                let age = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+            if let Some(at) = p.signed_at {
+                let age = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
                 self.checkpoint_age.with_label_values(&chain).set(age);
             }
             self.checkpoint_refused
@@ -164,17 +158,18 @@ mod tests {
                 head_seq: 120,
                 sealed: 100,
                 signed: 90,
+                signed_at: Some(now - chrono::Duration::seconds(42)),
             },
             Progress {
                 chain_id: "org:a".into(),
                 head_seq: 5,
                 sealed: 5,
                 signed: 0,
+                signed_at: None,
             },
         ];
-        let signed_at = HashMap::from([("global", now - chrono::Duration::seconds(42))]);
         let refused = BTreeSet::from(["org:a".to_owned()]);
-        m.observe(&progress, &signed_at, &refused, now);
+        m.observe(&progress, &refused, now);
         let t = text(&registry);
         assert!(t.contains("agentidp_events_unsealed 20\n"), "{t}");
         assert!(

@@ -165,31 +165,35 @@ fn filed(row: &Row) -> Result<Filed, DbError> {
     })
 }
 
-/// Every filed checkpoint of the chain, latest first: the signer trusts the first whose
-/// signature it can verify.
+/// The chain's filed checkpoints, latest first, at most `limit` (all when `None`): the signer
+/// trusts the first whose signature it can verify.
 pub async fn checkpoints_of(
     client: &impl GenericClient,
     chain_id: &str,
+    limit: Option<i64>,
 ) -> Result<Vec<Filed>, DbError> {
     let rows = client
         .query(
             &format!(
                 "SELECT {FILED} FROM agentidp.checkpoints WHERE chain_id = $1
-                  ORDER BY tree_size DESC"
+                  ORDER BY tree_size DESC LIMIT $2"
             ),
-            &[&chain_id],
+            &[&chain_id, &limit],
         )
         .await?;
     rows.iter().map(filed).collect()
 }
 
-/// The latest filed checkpoint of every chain.
+/// The latest filed checkpoint of every sealed chain: one probe of the primary key per chain,
+/// however many checkpoints the table holds (one per chain every CHECKPOINT_INTERVAL_SECONDS).
 pub async fn latest_checkpoints(client: &impl GenericClient) -> Result<Vec<Filed>, DbError> {
     let rows = client
         .query(
             &format!(
-                "SELECT DISTINCT ON (chain_id) {FILED} FROM agentidp.checkpoints
-                  ORDER BY chain_id, tree_size DESC"
+                "SELECT c.* FROM agentidp.merkle_trees t CROSS JOIN LATERAL (
+                    SELECT {FILED} FROM agentidp.checkpoints WHERE chain_id = t.chain_id
+                     ORDER BY tree_size DESC LIMIT 1) c
+                  ORDER BY c.chain_id"
             ),
             &[],
         )
@@ -197,13 +201,23 @@ pub async fn latest_checkpoints(client: &impl GenericClient) -> Result<Vec<Filed
     rows.iter().map(filed).collect()
 }
 
+/// The latest filed checkpoint of one chain.
+pub async fn latest_checkpoint(
+    client: &impl GenericClient,
+    chain_id: &str,
+) -> Result<Option<Filed>, DbError> {
+    Ok(checkpoints_of(client, chain_id, Some(1)).await?.pop())
+}
+
 /// A chain's progress: its head, what is sealed, and what is signed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     pub chain_id: String,
     pub head_seq: i64,
     pub sealed: i64,
     pub signed: i64,
+    /// When the latest checkpoint was signed; none before the first.
+    pub signed_at: Option<DateTime<Utc>>,
 }
 
 /// Every chain's progress, for the metrics. Reads one head per chain.
@@ -213,9 +227,11 @@ pub async fn progress(client: &impl GenericClient) -> Result<Vec<Progress>, DbEr
             "SELECT h.chain_id, h.seq,
                     coalesce((SELECT tree_size FROM agentidp.merkle_trees t
                                WHERE t.chain_id = h.chain_id), 0),
-                    coalesce((SELECT max(tree_size) FROM agentidp.checkpoints c
-                               WHERE c.chain_id = h.chain_id), 0)
-               FROM agentidp.agentidp_chain_heads() h",
+                    coalesce(c.tree_size, 0), c.signed_at
+               FROM agentidp.agentidp_chain_heads() h
+               LEFT JOIN LATERAL (
+                    SELECT tree_size, signed_at FROM agentidp.checkpoints c
+                     WHERE c.chain_id = h.chain_id ORDER BY tree_size DESC LIMIT 1) c ON true",
             &[],
         )
         .await?;
@@ -226,6 +242,7 @@ pub async fn progress(client: &impl GenericClient) -> Result<Vec<Progress>, DbEr
                 head_seq: row.try_get(1)?,
                 sealed: row.try_get(2)?,
                 signed: row.try_get(3)?,
+                signed_at: row.try_get(4)?,
             })
         })
         .collect()
@@ -249,7 +266,8 @@ pub async fn open_refusals(client: &impl GenericClient) -> Result<Vec<OpenRefusa
                     r.first_rewritten_event_id
                FROM agentidp.checkpoint_refusals r
               WHERE r.detected_at > coalesce(
-                    (SELECT max(signed_at) FROM agentidp.checkpoints c WHERE c.chain_id = r.chain_id),
+                    (SELECT signed_at FROM agentidp.checkpoints c WHERE c.chain_id = r.chain_id
+                      ORDER BY tree_size DESC LIMIT 1),
                     '-infinity')
               ORDER BY r.detected_at",
             &[],

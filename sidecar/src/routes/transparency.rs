@@ -91,15 +91,12 @@ pub async fn checkpoint(
     chain_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let chain_id = params::chain_id(chain_id)?;
-    let latest = state
+    let filed = state
         .transparency
         .api
-        .latest_checkpoints()
+        .latest_checkpoint(&chain_id)
         .await
-        .map_err(ApiError::internal)?;
-    let filed = latest
-        .into_iter()
-        .find(|f| f.chain_id == chain_id)
+        .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound)?;
     Ok(text(cosigned(&filed)))
 }
