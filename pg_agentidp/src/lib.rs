@@ -43,7 +43,10 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../../sql/transparency.sql",
     name = "transparency",
-    requires = ["schema"]
+    // ddl_guard too, though nothing here needs it: two SQL files that require the same entities
+    // only are put in either order, and the install script must come out the same every build
+    // (the package's checksums are of one build, the installed file of another).
+    requires = ["schema", "ddl_guard"]
 );
 pgrx::extension_sql_file!(
     "../../sql/encryption.sql",
