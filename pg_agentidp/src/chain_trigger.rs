@@ -2,10 +2,15 @@
 //!
 //! Whatever chain columns the client sent are overwritten: the chain id comes from
 //! `agentidp.chain_scope`, the sequence number and previous hash from the chain head
-//! (`chain_head`), and the hash from `agentidp-core`. The one exception is a restore
-//! (`agentidp.restoring`, superusers only): a dump's events keep the chain they were written in.
+//! (`chain_head`), and the hash from `agentidp-core`. The exceptions are a restore
+//! (`agentidp.restoring`, superusers only) and a superuser's replay under a replication origin
+//! (logical replication, Citus's shard copies): those rows keep the chain they were written in (`distribution::keeps_its_chain`).
+//!
+//! On a Citus shard the trigger also refuses a row routed by another chain's `chain_id`
+//! (`distribution::check_placement`).
 
 use agentidp_core::chain::{self, ChainHead};
+use agentidp_core::distribution::{self, Arrival, PlacementError};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -26,6 +31,10 @@ struct CallSite {
     preimage: Vec<u8>,
     chain_id: Vec<u8>,
     metadata: JsonbText,
+    /// A Citus shard of the log, which Citus fills by the `chain_id` each INSERT carries.
+    on_shard: bool,
+    /// Whether Citus marks its shard copies into this node with a replication origin.
+    copies_marked: bool,
 }
 
 impl CallSite {
@@ -42,6 +51,13 @@ impl CallSite {
             preimage: Vec::with_capacity(256),
             chain_id: Vec::with_capacity(64),
             metadata: JsonbText::new_in(context),
+            // SAFETY: rel is open; relname is its NUL-terminated pg_class name.
+            on_shard: distribution::is_shard_of(
+                unsafe { std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()) }
+                    .to_bytes(),
+                b"audit_events",
+            ),
+            copies_marked: citus_marks_copies(),
         }
     }
 }
@@ -81,11 +97,11 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
                 None,
             );
         }
-        if gucs::restoring() {
-            // Re-chaining a dump would renumber and rehash it whenever the restoring session's
-            // scope differs, or events arrive before their chain's retention anchor: the exported
-            // digests would no longer match. Appends after it, here or in any backend, re-read
-            // heads.
+        if distribution::keeps_its_chain(arrival()) {
+            // Re-chaining a dump or a replayed row would renumber and rehash it whenever this
+            // session's scope differs, or events arrive before their chain's retention anchor, or
+            // out of order: the exported digests would no longer match. Appends after it, here or
+            // in any backend, re-read heads.
             chain_head::forget_heads((*td).tg_relation);
             return pg_sys::Datum::from((*td).tg_trigtuple);
         }
@@ -113,7 +129,16 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         // The trigger tuple was deformed whole, into arrays of the relation's natts.
         let row = Values::from_raw(&columns, site.values.as_ptr(), site.nulls.as_ptr());
         let org_id = row.bytes(ORG_ID);
-        chain::chain_id_into(gucs::chain_scope(), org_id, &mut chain_id);
+        let scope = gucs::chain_scope();
+        chain::chain_id_into(scope, org_id, &mut chain_id);
+        if site.on_shard {
+            let routed = row.bytes(CHAIN_ID).unwrap_or_default();
+            if let Err(refusal) =
+                distribution::check_placement(scope, site.copies_marked, routed, &chain_id)
+            {
+                refuse_placement(refusal, &chain_id, routed);
+            }
+        }
         let occurred_at = row.datum(OCCURRED_AT).expect("occurred_at is NOT NULL");
         if chain::unix_micros_from_postgres(occurred_at.value() as i64).is_none() {
             raise(
@@ -158,6 +183,55 @@ unsafe fn chain_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
             repl_nulls.as_mut_ptr(),
         );
         pg_sys::Datum::from(new_tuple)
+    }
+}
+
+/// How this row reached the trigger. The superuser check is made only for a replay, which is
+/// rare: every client insert would pay for it otherwise.
+pub(crate) fn arrival() -> Arrival {
+    // SAFETY: a plain read of a backend global.
+    let replication_origin = unsafe {
+        pg_sys::replorigin_session_origin != pg_sys::InvalidRepOriginId as pg_sys::RepOriginId
+    };
+    Arrival {
+        restoring: gucs::restoring(),
+        replication_origin,
+        // SAFETY: a syscache lookup of the current user, cached by PostgreSQL.
+        superuser: replication_origin && unsafe { pg_sys::superuser() },
+    }
+}
+
+/// `citus.enable_change_data_capture`: with it on, Citus copies shards under a replication origin.
+fn citus_marks_copies() -> bool {
+    // SAFETY: a GUC lookup by name; NULL when Citus is not loaded.
+    unsafe {
+        let value =
+            pg_sys::GetConfigOption(c"citus.enable_change_data_capture".as_ptr(), true, false);
+        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"on"
+    }
+}
+
+fn refuse_placement(refusal: PlacementError, chain_id: &[u8], routed: &[u8]) -> ! {
+    match refusal {
+        PlacementError::UnmarkedCopies => raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "a shard of the audit log takes no events while citus.enable_change_data_capture is off",
+            Some("Set citus.enable_change_data_capture = on on every node: Citus then copies shards (moves, splits) under a replication origin, and the rows keep their chain. Without it the copies would be chained anew. See docs/scaling.md."),
+        ),
+        PlacementError::GlobalScope => raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "agentidp.chain_scope = 'global' cannot be used on a distributed audit log: its one chain would have to span the shards",
+            Some("Set agentidp.chain_scope = 'org' on every node (ALTER SYSTEM, then SELECT pg_reload_conf()): each org's chain then lives whole on one shard, and events without an org on the chain 'global'. See docs/scaling.md."),
+        ),
+        PlacementError::Misrouted => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "audit event of chain \"{}\" was routed to the shard of chain_id \"{}\"",
+                String::from_utf8_lossy(chain_id),
+                String::from_utf8_lossy(routed)
+            ),
+            Some("On a distributed log Citus places a row by the chain_id its INSERT carries, before the chain trigger runs: give chain_id => agentidp.agentidp_chain_of(org_id), with agentidp.chain_scope = 'org' on every node. See docs/scaling.md."),
+        ),
     }
 }
 

@@ -9,12 +9,15 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
+use agentidp_core::chain;
 use agentidp_core::ddl::{self, Destruction, Phase, Trail};
+use agentidp_core::distribution;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::chain_head;
+use crate::chain_trigger;
 use crate::error::raise;
 use crate::gucs;
 
@@ -384,9 +387,9 @@ fn subcommand(cmd: &pg_sys::AlterTableCmd) -> String {
 
 /// Whether the chain trigger would chain an event inserted now: a BEFORE INSERT row trigger on
 /// the log runs the extension's chain function, is enabled for this session's replication role,
-/// and no restore is keeping the chain columns rows bring.
+/// and no restore or replay is keeping the chain columns rows bring.
 fn chain_fires() -> bool {
-    if gucs::restoring() {
+    if distribution::keeps_its_chain(chain_trigger::arrival()) {
         return false;
     }
     let fires = Spi::get_one::<bool>(
@@ -407,8 +410,9 @@ fn chain_fires() -> bool {
 fn append(tag: &str, record: &Record) {
     chain_head::forget_known_heads();
     let result = Spi::run_with_args(
-        "INSERT INTO agentidp.audit_events (action, outcome, metadata)
-         VALUES ($1, 'success', jsonb_build_object(
+        // chain_id given, though the trigger sets it: on a distributed log Citus routes by it.
+        "INSERT INTO agentidp.audit_events (action, outcome, chain_id, metadata)
+         VALUES ($1, 'success', $6, jsonb_build_object(
            'command_tag', $2, 'object_type', $3, 'object_identity', $4,
            'subcommands', to_jsonb($5::text[]),
            'role', current_user, 'session_user', session_user,
@@ -419,6 +423,9 @@ fn append(tag: &str, record: &Record) {
             record.object_type.into(),
             record.object_identity.as_str().into(),
             record.subcommands.clone().into(),
+            String::from_utf8_lossy(&chain::chain_id(gucs::chain_scope(), None))
+                .as_ref()
+                .into(),
         ],
     );
     if let Err(e) = result {

@@ -250,8 +250,40 @@ pub enum Direction {
     BackwardFrom(i64),
 }
 
+/// Opens the primary key (chain_id, seq) of `rel`: `agentidp.audit_events`, or on a Citus worker
+/// one of its shards, whose index is named after the shard. Found through the relation's index
+/// list, since the relcache records no primary key that is DEFERRABLE, as this one is.
+///
+/// SAFETY: `rel` is open.
+unsafe fn open_primary_key(rel: pg_sys::Relation) -> pg_sys::Relation {
+    // SAFETY: rel is open (the caller's promise); each index of its list exists while rel is
+    // locked, and every one opened here is closed again unless it is the one returned.
+    unsafe {
+        let indexes = pg_sys::RelationGetIndexList(rel);
+        let count = if indexes.is_null() {
+            0
+        } else {
+            (*indexes).length
+        };
+        for n in 0..count {
+            let oid = pg_sys::list_nth_oid(indexes, n);
+            let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            if (*(*index).rd_index).indisprimary {
+                pg_sys::list_free(indexes);
+                return index;
+            }
+            pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        }
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "agentidp.audit_events has lost its primary key (chain_id, seq)",
+            Some("Restore it: the chain is read through it."),
+        )
+    }
+}
+
 impl ChainScan {
-    /// SAFETY: `rel` is `agentidp.audit_events`, open and locked for the scan's life; `snapshot`
+    /// SAFETY: `rel` is `agentidp.audit_events` (or a shard of it), open and locked for the scan's life; `snapshot`
     /// stays valid as long.
     pub unsafe fn open(
         rel: pg_sys::Relation,
@@ -263,17 +295,7 @@ impl ChainScan {
         // SAFETY: rel is the open events relation and snapshot outlives the scan (the caller's
         // promise); the index is opened, scanned and closed by this type alone.
         unsafe {
-            // By name: the relcache knows no primary key that is DEFERRABLE, as this one is.
-            let namespace = (*(*rel).rd_rel).relnamespace;
-            let index_oid = pg_sys::get_relname_relid(c"audit_events_pkey".as_ptr(), namespace);
-            if index_oid == pg_sys::InvalidOid {
-                raise(
-                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    "agentidp.audit_events has lost its primary key audit_events_pkey (chain_id, seq)",
-                    Some("Restore it: the chain is read through it."),
-                );
-            }
-            let index = pg_sys::index_open(index_oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let index = open_primary_key(rel);
             let mut keys = [
                 pg_sys::ScanKeyData::default(),
                 pg_sys::ScanKeyData::default(),

@@ -8,6 +8,7 @@ pub mod chain_set;
 pub mod checkpoint;
 pub mod crypto;
 pub mod ddl;
+pub mod distribution;
 pub mod export;
 pub mod head_cache;
 pub mod merkle;
