@@ -64,6 +64,8 @@ if install_extension && start_cluster test "$TEST_PORT" "max_prepared_transactio
   suite chain_break bash tests/chain_break.sh "$CHAIN_BREAK_PORT" 3930 9091
   suite transparency bash tests/transparency.sh 5476 5475 3932 3942 9093
   suite packages bash tests/packages.sh 5482
+  # A coordinator and two workers, a single node and a subscriber, and a sidecar: all its own.
+  suite citus bash tests/citus.sh 5470 "5471 5472" 5473 5474 3933
 else
   suites_failed+=("install")
 fi

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # A local Citus cluster on this machine: a coordinator and two workers, each a PostgreSQL 15
 # cluster of its own with Citus and pg_agentidp preloaded, and a database `agentidp` on each with
-# both extensions. audit_events stays an ordinary (local) table on the coordinator: distributing
-# it is not designed yet (docs/scaling.md).
+# both extensions, the audit log distributed by chain (docs/scaling.md).
 # Usage: bash tests/citus_up.sh [start|stop]    (start by default; the clusters keep running)
 # Ports: AGENTIDP_CITUS_PORT (coordinator, 5470), AGENTIDP_CITUS_WORKER_PORTS ("5471 5472").
 set -euo pipefail
@@ -35,8 +34,17 @@ if [ ! -f "$("$PG_CONFIG" --sharedir)/extension/pg_agentidp.control" ]; then
 fi
 
 # Citus must come first in shared_preload_libraries. wal_level = logical: shard moves and splits
-# copy shards by logical replication.
-conf=("shared_preload_libraries = 'citus, pg_agentidp'" "wal_level = logical")
+# catch up by logical replication. Per-org chains, and change data capture so that Citus copies
+# shards under a replication origin and their rows keep their chain: a distributed log needs both
+# on every node (docs/scaling.md). AGENTIDP_CITUS_CONF adds settings, one per line.
+conf=("shared_preload_libraries = 'citus, pg_agentidp'" "wal_level = logical"
+      "agentidp.chain_scope = 'org'" "citus.enable_change_data_capture = on")
+# Shard splits decode the WAL with Citus's own output plugin, which PostgreSQL builds that allow
+# only approved plugins (Debian's 15.20 has output_plugin_libraries) must approve.
+if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' > /dev/null; then
+  conf+=("output_plugin_libraries = 'pgoutput, test_decoding, citus'")
+fi
+while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<< "${AGENTIDP_CITUS_CONF:-}"
 trap 'stop_all' EXIT   # a failed start leaves nothing running
 start_node() {   # start_node NAME PORT
   log "starting $1 on port $2"
@@ -53,6 +61,8 @@ for p in "${worker_ports[@]}"; do
   psql_at "$PORT_COORD" -d "$db" -c "SELECT citus_add_node('127.0.0.1', $p)" >/dev/null
 done
 psql_at "$PORT_COORD" -d "$db" -c "SELECT * FROM citus_get_active_worker_nodes() ORDER BY 2"
+log "distributing the audit log"
+psql_at "$PORT_COORD" -d "$db" -c "SELECT agentidp.agentidp_distribute()" >/dev/null
 trap - EXIT
 
 cat <<MSG

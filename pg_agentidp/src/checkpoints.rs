@@ -22,7 +22,7 @@ fn save_checkpoint(chain_id: &str, head: &ChainHead) {
     Spi::run_with_args(
         "INSERT INTO agentidp.chain_checkpoints (chain_id, seq, hash) VALUES ($1, $2, $3)
          ON CONFLICT (chain_id) DO UPDATE
-            SET seq = excluded.seq, hash = excluded.hash, verified_at = now()",
+            SET seq = excluded.seq, hash = excluded.hash, verified_at = excluded.verified_at",
         &[
             chain_id.into(),
             head.seq.into(),

@@ -9,8 +9,10 @@ mod chain_head;
 mod chain_rows;
 mod chain_trigger;
 mod checkpoints;
+mod citus;
 mod column_triggers;
 mod ddl_guard;
+mod distribution;
 mod encryption;
 mod error;
 mod event_scan;
@@ -27,6 +29,7 @@ mod row_reader;
 mod sealer;
 mod signed_checkpoints;
 mod spi;
+mod spi_chain_scan;
 mod tile_table;
 mod verify;
 mod walk;
@@ -47,6 +50,17 @@ pgrx::extension_sql_file!(
     // only are put in either order, and the install script must come out the same every build
     // (the package's checksums are of one build, the installed file of another).
     requires = ["schema", "ddl_guard"]
+);
+pgrx::extension_sql_file!(
+    "../../sql/citus.sql",
+    name = "citus",
+    // transparency too: see above; the tables it distributes are all created by then.
+    requires = [
+        "schema",
+        "ddl_guard",
+        "transparency",
+        distribution::agentidp_chain_of
+    ]
 );
 pgrx::extension_sql_file!(
     "../../sql/encryption.sql",

@@ -7,6 +7,7 @@ use agentidp_core::verdict::ChainOutcome;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::citus;
 use crate::spi::{KeptPlan, Row, Rows};
 
 /// The transaction's own snapshot: what a STABLE function must read.
@@ -21,6 +22,15 @@ static CHAIN_IDS: KeptPlan = KeptPlan::new(
                  WHERE e.chain_id > c.id ORDER BY e.chain_id LIMIT 1)
           FROM c WHERE c.id IS NOT NULL)
       SELECT id FROM c WHERE id IS NOT NULL
+      UNION SELECT chain_id FROM agentidp.chain_anchors
+      ORDER BY 1",
+    &[],
+);
+
+/// [`CHAIN_IDS`] on a log distributed by Citus, which plans no recursive query over shards: each
+/// shard groups its rows, in parallel.
+static DISTRIBUTED_CHAIN_IDS: KeptPlan = KeptPlan::new(
+    c"SELECT chain_id FROM agentidp.audit_events GROUP BY chain_id
       UNION SELECT chain_id FROM agentidp.chain_anchors
       ORDER BY 1",
     &[],
@@ -64,6 +74,11 @@ static ROW_AT: KeptPlan = KeptPlan::new(
 pub(crate) fn chain_ids(only: Option<&str>) -> Vec<String> {
     match only {
         Some(id) => vec![id.to_owned()],
+        None if citus::log_is_distributed() => DISTRIBUTED_CHAIN_IDS
+            .query(&[], NO_SNAPSHOT, 0)
+            .iter()
+            .map(|row| text(&row, 1))
+            .collect(),
         None => CHAIN_IDS
             .query(&[], NO_SNAPSHOT, 0)
             .iter()

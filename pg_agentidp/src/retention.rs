@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::append_only::RemovalPermit;
+use crate::citus;
 use crate::error::raise;
 use crate::positions::{chain_ids, trusted_start};
 use crate::walk::{walk, Start};
@@ -27,6 +28,14 @@ fn agentidp_archive_events(
     ),
 > {
     let archived = Spi::connect_mut(|client| {
+        if citus::log_is_distributed() {
+            // The DELETE runs on the workers, where this backend's permit does not reach.
+            raise(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "agentidp_archive_events() cannot archive a distributed audit log yet",
+                Some("Nothing was moved. Each chain's events would have to leave its shard on the worker that holds it; see docs/scaling.md."),
+            );
+        }
         let mut archived = Vec::new();
         for id in chain_ids(chain) {
             let cut: Option<i64> = client
@@ -75,7 +84,7 @@ fn agentidp_archive_events(
                   WHERE chain_id = $1 AND seq = $2
                  ON CONFLICT (chain_id) DO UPDATE
                     SET seq = excluded.seq, hash = excluded.hash,
-                        occurred_at = excluded.occurred_at, archived_at = now()",
+                        occurred_at = excluded.occurred_at, archived_at = excluded.archived_at",
                 None,
                 &[id.as_str().into(), cut.into()],
             )?;

@@ -155,7 +155,7 @@ fn seal_chain(client: &mut SpiClient<'_>, chain: &str) -> SpiResult<SealRow> {
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (chain_id) DO UPDATE
                 SET tree_size = excluded.tree_size, root = excluded.root,
-                    head_hash = excluded.head_hash, sealed_at = now()",
+                    head_hash = excluded.head_hash, sealed_at = excluded.sealed_at",
             None,
             &[
                 chain.into(),

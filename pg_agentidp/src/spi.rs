@@ -79,6 +79,52 @@ impl KeptPlan {
     }
 }
 
+impl KeptPlan {
+    /// Opens a read-only cursor over the plan, on the active snapshot. Call inside `Spi::connect`.
+    pub fn cursor(&self, args: &[Option<pg_sys::Datum>]) -> Cursor {
+        let (mut values, nulls) = split_args(args);
+        // SAFETY: inside an SPI connection, with as many arguments as the plan declares; the
+        // portal copies the arguments.
+        let portal = unsafe {
+            pg_sys::SPI_cursor_open(
+                std::ptr::null(),
+                self.get(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                true,
+            )
+        };
+        if portal.is_null() {
+            error!("SPI_cursor_open failed for {:?}", self.sql);
+        }
+        Cursor { portal }
+    }
+}
+
+/// A read-only SPI cursor, closed on drop.
+pub struct Cursor {
+    portal: pg_sys::Portal,
+}
+
+impl Cursor {
+    /// The next `count` rows at most; none once the cursor is through.
+    pub fn fetch(&mut self, count: i64) -> Rows {
+        // SAFETY: the portal is open until drop; SPI_cursor_fetch leaves its rows in
+        // SPI_tuptable / SPI_processed.
+        unsafe {
+            pg_sys::SPI_cursor_fetch(self.portal, true, count);
+            Rows::take()
+        }
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        // SAFETY: opened once, closed once.
+        unsafe { pg_sys::SPI_cursor_close(self.portal) }
+    }
+}
+
 fn split_args(args: &[Option<pg_sys::Datum>]) -> (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) {
     args.iter()
         .map(|a| match a {
@@ -118,6 +164,14 @@ impl Rows {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn first(&self) -> Option<Row<'_>> {
         (self.len > 0).then(|| self.row(0))
     }
@@ -145,6 +199,25 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// Deforms the whole row into `values` and `nulls`, which hold the result's column count.
+    pub fn deform_into(&self, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+        // SAFETY: tuple and descriptor belong to one live SPI result.
+        let natts = usize::try_from(unsafe { (*self.desc).natts }).expect("natts is small");
+        assert!(
+            values.len() >= natts && nulls.len() >= natts,
+            "{natts} columns"
+        );
+        // SAFETY: the arrays hold the descriptor's natts, checked above.
+        unsafe {
+            pg_sys::heap_deform_tuple(
+                self.tuple,
+                self.desc,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            )
+        }
+    }
+
     pub fn datum(&self, col: i32) -> Option<pg_sys::Datum> {
         let mut is_null = false;
         // SAFETY: tuple and descriptor belong to one live SPI result.

@@ -9,11 +9,15 @@ use agentidp_core::verdict::ChainOutcome;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::event_scan::{ChainScan, Direction, TableScan, CHAIN_ID, EVENT_ID, PREV_HASH, SEQ};
+use crate::citus;
+use crate::event_scan::{
+    ChainScan, Direction, TableScan, Values, CHAIN_ID, EVENT_ID, PREV_HASH, SEQ,
+};
 use crate::events_relation::EventsRelation;
 use crate::hash_thread::spawn_with_signals_blocked;
 use crate::positions::trusted_start;
 use crate::row_reader::RowReader;
+use crate::spi_chain_scan::SpiChainScan;
 
 /// Where a walk reads from: every stored event (so a forged one numbered before the start is
 /// caught too), or those after a position already trusted.
@@ -40,7 +44,8 @@ pub(crate) fn walk_from_starts(ids: Vec<String>, every_chain: bool) -> Vec<(Stri
             (id, start)
         })
         .collect();
-    let in_physical_order = if every_chain {
+    // A distributed log's rows are in shards on other nodes: no scan here would see them.
+    let in_physical_order = if every_chain && !citus::log_is_distributed() {
         walk_in_physical_order(&starts)
     } else {
         None
@@ -122,18 +127,7 @@ pub(crate) fn walk(
         Start::Beginning => i64::MIN,
         Start::After(seq) => seq,
     };
-    let events = EventsRelation::open();
-    // SAFETY: the relation stays open for the scan's life, and a STABLE function reads on the
-    // statement's active snapshot, which outlives this call.
-    let mut scan = unsafe {
-        ChainScan::open(
-            events.rel,
-            events.columns,
-            chain_id,
-            Direction::ForwardAfter(after),
-            pg_sys::GetActiveSnapshot(),
-        )
-    };
+    let mut scan = ChainRows::open(chain_id, after);
     let mut verifier = Verifier::starting_after(start);
     let mut rows = RowReader::new();
     let outcome = |v: &Verifier, broken| ChainOutcome {
@@ -159,4 +153,46 @@ pub(crate) fn walk(
         }
     }
     outcome(&verifier, None)
+}
+
+/// One chain's events after a position, in order: through the primary key, or through Citus when
+/// the log is distributed.
+enum ChainRows {
+    // Fields drop in order: the relation, held open, after the scan over it.
+    Local {
+        scan: ChainScan,
+        _events: EventsRelation,
+    },
+    Distributed(SpiChainScan),
+}
+
+impl ChainRows {
+    fn open(chain_id: &str, after: i64) -> ChainRows {
+        if citus::log_is_distributed() {
+            return ChainRows::Distributed(SpiChainScan::open(chain_id, after));
+        }
+        let events = EventsRelation::open();
+        // SAFETY: the relation stays open for the scan's life (it is dropped after it), and a
+        // STABLE function reads on the statement's active snapshot, which outlives this call.
+        let scan = unsafe {
+            ChainScan::open(
+                events.rel,
+                events.columns,
+                chain_id,
+                Direction::ForwardAfter(after),
+                pg_sys::GetActiveSnapshot(),
+            )
+        };
+        ChainRows::Local {
+            scan,
+            _events: events,
+        }
+    }
+
+    fn next_row(&mut self) -> Option<Values<'_>> {
+        match self {
+            ChainRows::Local { scan, .. } => scan.next_row(),
+            ChainRows::Distributed(scan) => scan.next_row(),
+        }
+    }
 }

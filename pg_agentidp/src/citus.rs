@@ -1,0 +1,40 @@
+//! Whether the audit log is distributed by Citus (docs/scaling.md). On a distributed log the
+//! table on the coordinator is an empty shell and the rows live in shards on the workers: reading
+//! it directly would verify nothing, so the walks read through Citus instead (`spi_chain_scan`).
+
+use std::cell::Cell;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+thread_local! {
+    /// The answer, and the local transaction it was found in: a log is distributed in one
+    /// transaction and used in later ones, never undistributed (Citus would need the triggers
+    /// dropped), so a transaction's answer holds for all of it.
+    static DISTRIBUTED: Cell<Option<(pg_sys::LocalTransactionId, bool)>> = const { Cell::new(None) };
+}
+
+/// Whether `agentidp.audit_events` is a Citus distributed table. Call inside `Spi::connect`.
+pub(crate) fn log_is_distributed() -> bool {
+    // SAFETY: MyProc is this backend's PGPROC, valid for the backend's life.
+    let xact = unsafe { (*pg_sys::MyProc).lxid };
+    if let Some((seen_in, distributed)) = DISTRIBUTED.get() {
+        if seen_in == xact {
+            return distributed;
+        }
+    }
+    // pg_dist_partition exists only where Citus is installed: asked by name first, so the query
+    // over it is planned only then.
+    let distributed = matches!(
+        Spi::get_one::<bool>("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL"),
+        Ok(Some(true))
+    ) && matches!(
+        Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                             WHERE logicalrelid = 'agentidp.audit_events'::regclass)"
+        ),
+        Ok(Some(true))
+    );
+    DISTRIBUTED.set(Some((xact, distributed)));
+    distributed
+}
