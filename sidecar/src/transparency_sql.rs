@@ -1,6 +1,8 @@
 //! The extension's transparency-log functions and tables, as SQL calls: sealing, proofs, filing
 //! checkpoints and cosignatures, and the evidence of refusals.
 
+use std::collections::HashMap;
+
 use agentidp_core::merkle::Hash;
 use agentidp_core::seal::SealStatus;
 use agentidp_core::tiles::Head;
@@ -220,29 +222,48 @@ pub struct Progress {
     pub signed_at: Option<DateTime<Utc>>,
 }
 
-/// Every chain's progress, for the metrics. Reads one head per chain.
+/// Every chain's progress, for the metrics. Reads one head per chain, and per sealed chain its
+/// tree and its latest checkpoint by primary key.
+///
+/// Two queries, joined here: on a log distributed by Citus, the heads come from a function while
+/// trees and checkpoints are co-located shards, and Citus plans no join of the two; the trees
+/// with their checkpoints, joined on the distribution column, it pushes down to each shard.
 pub async fn progress(client: &impl GenericClient) -> Result<Vec<Progress>, DbError> {
-    let rows = client
+    let heads = client
         .query(
-            "SELECT h.chain_id, h.seq,
-                    coalesce((SELECT tree_size FROM agentidp.merkle_trees t
-                               WHERE t.chain_id = h.chain_id), 0),
-                    coalesce(c.tree_size, 0), c.signed_at
-               FROM agentidp.agentidp_chain_heads() h
-               LEFT JOIN LATERAL (
-                    SELECT tree_size, signed_at FROM agentidp.checkpoints c
-                     WHERE c.chain_id = h.chain_id ORDER BY tree_size DESC LIMIT 1) c ON true",
+            "SELECT chain_id, seq FROM agentidp.agentidp_chain_heads()",
             &[],
         )
         .await?;
-    rows.iter()
+    let sealed = client
+        .query(
+            "SELECT t.chain_id, t.tree_size, coalesce(c.tree_size, 0), c.signed_at
+               FROM agentidp.merkle_trees t
+               LEFT JOIN LATERAL (
+                    SELECT tree_size, signed_at FROM agentidp.checkpoints c
+                     WHERE c.chain_id = t.chain_id ORDER BY tree_size DESC LIMIT 1) c ON true",
+            &[],
+        )
+        .await?;
+    let mut trees = HashMap::with_capacity(sealed.len());
+    for row in &sealed {
+        let chain_id: String = row.try_get(0)?;
+        let sealed_size: i64 = row.try_get(1)?;
+        let signed: i64 = row.try_get(2)?;
+        let signed_at: Option<DateTime<Utc>> = row.try_get(3)?;
+        trees.insert(chain_id, (sealed_size, signed, signed_at));
+    }
+    heads
+        .iter()
         .map(|row| {
+            let chain_id: String = row.try_get(0)?;
+            let (sealed, signed, signed_at) = trees.remove(&chain_id).unwrap_or((0, 0, None));
             Ok(Progress {
-                chain_id: row.try_get(0)?,
                 head_seq: row.try_get(1)?,
-                sealed: row.try_get(2)?,
-                signed: row.try_get(3)?,
-                signed_at: row.try_get(4)?,
+                chain_id,
+                sealed,
+                signed,
+                signed_at,
             })
         })
         .collect()
