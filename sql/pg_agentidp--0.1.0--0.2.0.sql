@@ -438,10 +438,14 @@ AS 'MODULE_PATHNAME', 'agentidp_chain_of_wrapper';
 -- By chain_id: a chain then lives whole in one shard, so its head, its lock and its numbering stay
 -- on one node, as on a single one. The per-chain tables (archive, anchors, verification and
 -- signed checkpoints, trees, tiles, refusals) are distributed by chain_id too, co-located with the
--- log: a chain's rows of every table share one node. The other tables (credentials, webhooks,
--- keys, dead letters, control status, rate windows) stay local on the coordinator: the sidecar,
--- which alone writes and reads them, talks to the coordinator only, and as reference tables every
--- write would be copied to every node in a two-phase commit for readers that never come.
+-- log: a chain's rows of every table share one node. The tables with encrypted columns
+-- (credentials, webhook subscriptions, agent keys) become reference tables: small, written
+-- rarely, read by id, and on every node, where the column triggers of each placement encrypt
+-- with the key the session passes on in its startup options (pg_agentidp/src/worker_options.rs).
+-- The sidecar's own tables (control status, rate windows, dead letters, the rotation's position)
+-- stay local on the coordinator: the sidecar alone writes and reads them, and talks to the
+-- coordinator only; as reference tables every write (a rate window takes one per request) would
+-- be copied to every node in a two-phase commit for readers that never come.
 --
 -- Run once, on the coordinator, as the extension's owner, with every node set up as
 -- docs/scaling.md says (agentidp.chain_scope = 'org', citus.enable_change_data_capture = on).
@@ -490,6 +494,12 @@ BEGIN
     -- a DEFERRABLE primary key cannot be one. FULL costs nothing here: it only adds to the WAL of
     -- UPDATE and DELETE, which the log refuses.
     ALTER TABLE agentidp.audit_events REPLICA IDENTITY FULL;
+    -- A local table may reference a reference table only once Citus has added it to its
+    -- metadata, and that fails for the dead letters: it would drop their identity sequence, which
+    -- the extension owns. So the dead letters keep a subscription's id without the key (a deleted
+    -- subscription's dead letters keep its id instead of NULL).
+    ALTER TABLE agentidp.webhook_dead_letters
+        DROP CONSTRAINT webhook_dead_letters_subscription_id_fkey;
 
     -- The triggers run on the shards, on the node that holds each chain; the chain trigger checks
     -- there that Citus routed each row by its own chain.
@@ -500,6 +510,9 @@ BEGIN
                          'agentidp.chain_checkpoints', 'agentidp.merkle_trees',
                          'agentidp.merkle_tiles', 'agentidp.checkpoints',
                          'agentidp.checkpoint_refusals']) AS t;
+    PERFORM create_reference_table(t::regclass)
+       FROM unnest(ARRAY['agentidp.credentials', 'agentidp.webhook_subscriptions',
+                         'agentidp.agent_did_keys']) AS t;
 END
 $$;
 COMMENT ON FUNCTION agentidp_distribute() IS

@@ -26,7 +26,8 @@ stop_all() {
 }
 trap stop_all EXIT
 
-AGENTIDP_CITUS_PORT=$coord AGENTIDP_CITUS_WORKER_PORTS="${workers[*]}" \
+# Every statement logged on every node: the encryption key must show in none of the logs.
+AGENTIDP_CITUS_PORT=$coord AGENTIDP_CITUS_WORKER_PORTS="${workers[*]}" AGENTIDP_CITUS_CONF="log_statement = all" \
   bash "$REPO/tests/citus_up.sh" start > "$work/up.log" 2>&1 || { cat "$work/up.log"; exit 1; }
 
 q() { psql_at "$1" -d "$db" -At -c "$2"; }
@@ -50,16 +51,57 @@ log "distributed by chain, co-located, the sidecar's tables on the coordinator"
 check "the log and its seven per-chain tables are distributed by chain_id, co-located" "8|1|8" \
   "$(q "$coord" "SELECT count(*), count(DISTINCT colocationid),
                         count(*) FILTER (WHERE column_to_column_name(logicalrelid, partkey) = 'chain_id')
-                   FROM pg_dist_partition WHERE logicalrelid::text LIKE 'agentidp.%'")"
+                   FROM pg_dist_partition WHERE partmethod = 'h' AND logicalrelid::text LIKE 'agentidp.%'")"
 check "control status and the sidecar's tables stay local on the coordinator" 0 \
   "$(q "$coord" "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid IN
-                   ('agentidp.control_status'::regclass, 'agentidp.credentials'::regclass,
-                    'agentidp.webhook_subscriptions'::regclass, 'agentidp.api_rate_windows'::regclass)")"
+                   ('agentidp.control_status'::regclass, 'agentidp.api_rate_windows'::regclass,
+                    'agentidp.webhook_dead_letters'::regclass, 'agentidp.reencryption_pass'::regclass)")"
 check "a second distribution is refused" "agentidp.audit_events is distributed already" \
   "$(err "$coord" "SELECT agentidp.agentidp_distribute()")"
 check "distributing under the global scope is refused, naming the node" \
   "cannot distribute the audit log: every node needs agentidp.chain_scope = 'org' and citus.enable_change_data_capture = on; these have other settings: coordinator:0 (global, on)" \
   "$(err "$coord" "SET agentidp.chain_scope = 'global'; SELECT agentidp.agentidp_distribute()")"
+
+check "the tables with encrypted columns are reference tables" "agentidp.agent_did_keys|agentidp.credentials|agentidp.webhook_subscriptions" \
+  "$(q "$coord" "SELECT string_agg(logicalrelid::text, '|' ORDER BY logicalrelid::text) FROM pg_dist_partition
+                  WHERE partmethod = 'n' AND logicalrelid::text LIKE 'agentidp.%'")"
+
+log "encryption on the workers: the key passed on in the startup options"
+key=$(openssl rand -hex 32)
+as_sidecar() { PGOPTIONS="-c agentidp.encryption_key=$key" psql_at "$coord" -d "$db" "$@"; }
+as_sidecar -q <<'SQL'
+INSERT INTO agentidp.credentials (org_id, secret_hash, vault_path) VALUES ('acme', 'plain-hash-1', 'plain-path-1');
+INSERT INTO agentidp.webhook_subscriptions (org_id, url, vault_secret_path) VALUES ('acme', 'https://hooks.example', 'plain-hook-1');
+INSERT INTO agentidp.agent_did_keys (agent_id, did, vault_key_path) VALUES ('agent-1', 'did:example:1', 'plain-did-1');
+UPDATE agentidp.credentials SET secret_hash = 'plain-hash-2', vault_path = 'plain-path-2';
+UPDATE agentidp.webhook_subscriptions SET vault_secret_path = 'plain-hook-2';
+UPDATE agentidp.agent_did_keys SET vault_key_path = 'plain-did-2';
+SQL
+four="SELECT secret_hash, vault_path FROM agentidp.credentials
+      UNION ALL SELECT vault_secret_path, NULL FROM agentidp.webhook_subscriptions
+      UNION ALL SELECT vault_key_path, NULL FROM agentidp.agent_did_keys"
+for node in "$coord" "${workers[@]}"; do
+  # On each node the reference tables are read from its own placement: what it stores.
+  check "node $node stores all four columns encrypted" "4|0" \
+    "$(q "$node" "SELECT count(*) FILTER (WHERE agentidp.agentidp_is_encrypted(v)) || '|' || count(*) FILTER (WHERE v LIKE '%plain%')
+                    FROM ($four) r(a, b), LATERAL (VALUES (a), (b)) v(v) WHERE v IS NOT NULL")"
+done
+check "the coordinator decrypts what was written last" "plain-hash-2|plain-path-2|plain-hook-2|plain-did-2" \
+  "$(as_sidecar -At -c "SELECT agentidp.agentidp_decrypt(secret_hash, 'agentidp.credentials.secret_hash') || '|' ||
+                               agentidp.agentidp_decrypt(vault_path, 'agentidp.credentials.vault_path') || '|' ||
+                               (SELECT agentidp.agentidp_decrypt(vault_secret_path, 'agentidp.webhook_subscriptions.vault_secret_path') FROM agentidp.webhook_subscriptions) || '|' ||
+                               (SELECT agentidp.agentidp_decrypt(vault_key_path, 'agentidp.agent_did_keys.vault_key_path') FROM agentidp.agent_did_keys)
+                          FROM agentidp.credentials")"
+check "without the key a plaintext is refused on the workers, and stored nowhere" \
+  "No encryption key configured: set agentidp.encryption_key|1" \
+  "$(err "$coord" "INSERT INTO agentidp.credentials (org_id, secret_hash) VALUES ('acme', 'plain-unkeyed')")|$(q "$coord" "SELECT count(*) FROM agentidp.credentials")"
+failed_on_worker=$(as_sidecar -At -c "INSERT INTO agentidp.credentials (org_id, secret_hash, status) VALUES ('acme', 'plain-bad', 'bogus')" 2>&1 || true)
+check "an error raised on a worker in a keyed session" 1 "$(grep -c 'violates check constraint' <<< "$failed_on_worker")"
+check "the key is in no error" 0 "$(grep -cF "$key" <<< "$failed_on_worker")"
+for n in citus-coord citus-w1 citus-w2; do
+  check "$n logged the statements (log_statement = all)" 1 "$(grep -q 'plain-hash-2' "$RUN_DIR/$n.log" && echo 1)"
+  check "the key is in no line of $n's log" 0 "$(grep -cF "$key" "$RUN_DIR/$n.log")"
+done
 
 log "routing: an insert names its chain; a misrouted one is refused and stores nothing"
 check "a row without chain_id is refused with the fix in the hint" \
@@ -218,7 +260,7 @@ check "the shard split in two" "$((shards_before + 1))" \
 log "the sidecar against the coordinator"
 (cd "$REPO" && cargo build -q -p agentidp-sidecar --bin agentidp-sidecar) || { echo "cannot build the sidecar"; exit 1; }
 sidecar_bin=$(cd "$REPO" && cargo metadata -q --format-version 1 --no-deps | jq -r .target_directory)/debug/agentidp-sidecar
-(umask 077; openssl rand -hex 32 > "$work/dev.key")
+(umask 077; openssl rand -hex 32 > "$work/dev.key"; openssl genpkey -algorithm ed25519 -out "$work/log.pem")
 jwt_secret=$(openssl rand -hex 32)
 token=$(JWT_HS256_SECRET=$jwt_secret python3 "$REPO/tests/dev_token.py")
 # As tests/chain_break.sh runs it: after the first incremental run, a full walk every 2 s.
@@ -228,6 +270,8 @@ env -u VAULT_ADDR -u VAULT_TOKEN -u NODE_ENV \
   PORT="$http_port" BIND_ADDRESS=127.0.0.1 AGENTIDP_PRODUCTION=false RUST_LOG=info \
   CONTROLS_REFRESH_SECONDS=1 JOB_CHAIN_VERIFICATION_SCHEDULE='0 0 0 1 1 *' \
   JOB_CHAIN_FULL_WALK_SCHEDULE='*/2 * * * * *' \
+  CHECKPOINT_SIGNER=file CHECKPOINT_KEY_FILE="$work/log.pem" CHECKPOINT_INTERVAL_SECONDS=1 \
+  CHECKPOINT_DIRECTORY="$work/published" \
   "$sidecar_bin" > "$work/sidecar.log" 2>&1 &
 sidecar=$!
 cc72() { q "$coord" "SELECT status || ' ' || coalesce(detail->>'fullWalk', '') || ' ' || coalesce(detail->>'brokenAtEventId', '')
@@ -240,6 +284,19 @@ api_verify() {
 check "the sidecar is ready" 0 "$(wait_for 60 curl -sf "http://127.0.0.1:$http_port/ready" -o /dev/null; echo $?)"
 check "a full walk of the distributed log passes CC7.2" 0 "$(wait_for 60 cc72_is "passing true "; echo $?)"
 check "/api/v1/audit/verify covers every shard" "true $(q "$coord" "SELECT count(*) FROM agentidp.audit_events") null" "$(api_verify)"
+every_chain_signed() {
+  [ "$(q "$coord" "SELECT count(DISTINCT chain_id) FROM agentidp.checkpoints")" = \
+    "$(q "$coord" "SELECT count(*) FROM agentidp.agentidp_chain_heads()")" ]
+}
+check "the sealing job signs a checkpoint of every chain" 0 "$(wait_for 60 every_chain_signed; echo $?)"
+check "no refusal, no failed job" "0|0" \
+  "$(q "$coord" "SELECT count(*) FROM agentidp.checkpoint_refusals")|$(grep -c 'job failed' "$work/sidecar.log")"
+# The gauges come from the sidecar's read of every chain's progress (transparency_sql::progress).
+metrics_cover_every_chain() {
+  [ "$(curl -sf "http://127.0.0.1:$http_port/metrics" | grep -c '^agentidp_events_unsigned{')" = \
+    "$(q "$coord" "SELECT count(*) FROM agentidp.agentidp_chain_heads()")" ]
+}
+check "the metrics give every chain's unsigned events" 0 "$(wait_for 30 metrics_cover_every_chain; echo $?)"
 
 log "tampering on a worker, seen from the coordinator"
 victim=$(q "$coord" "SELECT event_id FROM agentidp.audit_events WHERE chain_id = 'org:org-7' AND seq = 5")

@@ -4,6 +4,8 @@
 # both extensions, the audit log distributed by chain (docs/scaling.md).
 # Usage: bash tests/citus_up.sh [start|stop]    (start by default; the clusters keep running)
 # Ports: AGENTIDP_CITUS_PORT (coordinator, 5470), AGENTIDP_CITUS_WORKER_PORTS ("5471 5472").
+# AGENTIDP_CITUS_DISTRIBUTE=0 leaves the log local, to be distributed later (it may hold events
+# by then) with SELECT agentidp.agentidp_distribute().
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 PORT_COORD=${AGENTIDP_CITUS_PORT:-5470}
@@ -61,8 +63,10 @@ for p in "${worker_ports[@]}"; do
   psql_at "$PORT_COORD" -d "$db" -c "SELECT citus_add_node('127.0.0.1', $p)" >/dev/null
 done
 psql_at "$PORT_COORD" -d "$db" -c "SELECT * FROM citus_get_active_worker_nodes() ORDER BY 2"
-log "distributing the audit log"
-psql_at "$PORT_COORD" -d "$db" -c "SELECT agentidp.agentidp_distribute()" >/dev/null
+if [ "${AGENTIDP_CITUS_DISTRIBUTE:-1}" = 1 ]; then
+  log "distributing the audit log"
+  psql_at "$PORT_COORD" -d "$db" -c "SELECT agentidp.agentidp_distribute()" >/dev/null
+fi
 trap - EXIT
 
 cat <<MSG

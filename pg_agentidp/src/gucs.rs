@@ -54,6 +54,8 @@ fn key_flags() -> GucFlags {
 pub struct KeyHooks {
     pub check_key: pgrx::pg_sys::GucStringCheckHook,
     pub check_old_keys: pgrx::pg_sys::GucStringCheckHook,
+    pub assign_key: pgrx::pg_sys::GucStringAssignHook,
+    pub assign_old_keys: pgrx::pg_sys::GucStringAssignHook,
     pub show_key: pgrx::pg_sys::GucShowHook,
     pub show_old_keys: pgrx::pg_sys::GucShowHook,
 }
@@ -117,8 +119,9 @@ pub fn init(key_hooks: KeyHooks) {
     // A value set before the library was loaded (a placeholder, which SHOW prints) reaches the
     // check hooks while they are defined; `_PG_init` runs this inside `keys::defining`, which has
     // them refuse it unless the library was preloaded, see keys.rs.
-    // SAFETY: the hooks are #[pg_guard]ed; they read the new value and the key cache, and
-    // record a refusal in keys.rs's thread-locals.
+    // SAFETY: the hooks are #[pg_guard]ed; they read the new value and the key cache, record a
+    // refusal in keys.rs's thread-locals, and (assign) set the backend's PGOPTIONS for Citus's
+    // connections (worker_options.rs).
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"agentidp.encryption_key",
@@ -128,7 +131,7 @@ pub fn init(key_hooks: KeyHooks) {
             GucContext::Userset,
             key_flags(),
             key_hooks.check_key,
-            None,
+            key_hooks.assign_key,
             key_hooks.show_key,
         );
         GucRegistry::define_string_guc_with_hooks(
@@ -139,7 +142,7 @@ pub fn init(key_hooks: KeyHooks) {
             GucContext::Userset,
             key_flags(),
             key_hooks.check_old_keys,
-            None,
+            key_hooks.assign_old_keys,
             key_hooks.show_old_keys,
         );
     }

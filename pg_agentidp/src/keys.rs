@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{raise_crypto, sqlstate_and_hint};
 use crate::gucs;
+use crate::worker_options;
 
 /// The library's name in `session_preload_libraries` and the like.
 const LIBRARY: &str = "pg_agentidp";
@@ -297,6 +298,36 @@ pub unsafe extern "C-unwind" fn check_old_keys(
         Ok(()) => true,
         // SAFETY: inside the check hook, as above.
         Err(e) => unsafe { reject_with(&e) },
+    }
+}
+
+/// Passes the new key on to the connections Citus opens from this session (`worker_options`).
+///
+/// # Safety
+/// Called by guc.c with the value being assigned (null for none).
+#[pg_guard]
+pub unsafe extern "C-unwind" fn assign_key(newval: *const c_char, _extra: *mut c_void) {
+    // SAFETY: guc.c passes a NUL-terminated value or null.
+    let key = unsafe { assigned(newval) };
+    gucs::with_encryption_old_keys(|old_keys| worker_options::pass_on(key, old_keys));
+}
+
+/// # Safety
+/// As [`assign_key`].
+#[pg_guard]
+pub unsafe extern "C-unwind" fn assign_old_keys(newval: *const c_char, _extra: *mut c_void) {
+    // SAFETY: as above.
+    let old_keys = unsafe { assigned(newval) };
+    gucs::with_encryption_key(|key| worker_options::pass_on(key, old_keys));
+}
+
+/// SAFETY: `value` is null or NUL-terminated, and outlives the returned slice.
+unsafe fn assigned<'a>(value: *const c_char) -> &'a [u8] {
+    if value.is_null() {
+        b""
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { CStr::from_ptr(value) }.to_bytes()
     }
 }
 

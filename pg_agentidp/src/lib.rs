@@ -33,6 +33,7 @@ mod spi_chain_scan;
 mod tile_table;
 mod verify;
 mod walk;
+mod worker_options;
 
 pgrx::pg_module_magic!(name, version);
 
@@ -80,6 +81,8 @@ pub extern "C-unwind" fn _PG_init() {
         gucs::init(gucs::KeyHooks {
             check_key: Some(keys::check_key),
             check_old_keys: Some(keys::check_old_keys),
+            assign_key: Some(keys::assign_key),
+            assign_old_keys: Some(keys::assign_old_keys),
             show_key: Some(keys::show_key),
             show_old_keys: Some(keys::show_old_keys),
         })

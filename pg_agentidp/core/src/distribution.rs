@@ -75,6 +75,33 @@ pub fn is_shard_of(relname: &[u8], table: &[u8]) -> bool {
         .is_some_and(|id| !id.is_empty() && id.iter().all(u8::is_ascii_digit))
 }
 
+/// The `options` of the connections a backend opens to other nodes (Citus's, to the workers):
+/// `inherited`, the options the backend found in its own environment, then `-c name=value` for
+/// each setting with a value.
+///
+/// Citus offers no way to add a connection option of ours (`citus.node_conninfo` and
+/// `pg_dist_authinfo` accept a fixed list), but libpq takes `options` from `PGOPTIONS` when the
+/// connection sets none. So a session's key travels to the workers as it came to it, in the
+/// startup packet: never as a statement, which `log_statement` would write to every node's log.
+/// The value is escaped as the server splits options (`pg_split_opts`): a backslash before every
+/// backslash and every whitespace byte.
+pub fn passed_on_options(inherited: &[u8], settings: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut options = inherited.to_vec();
+    for (name, value) in settings.iter().filter(|(_, value)| !value.is_empty()) {
+        if !options.is_empty() {
+            options.push(b' ');
+        }
+        options.extend_from_slice(b"-c ");
+        for &byte in name.as_bytes().iter().chain(b"=").chain(value.iter()) {
+            if byte == b'\\' || byte.is_ascii_whitespace() {
+                options.push(b'\\');
+            }
+            options.push(byte);
+        }
+    }
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +193,32 @@ mod tests {
         ));
         assert!(!is_shard_of(b"audit_events_12a", b"audit_events"));
         assert!(!is_shard_of(b"xaudit_events_1", b"audit_events"));
+    }
+
+    #[test]
+    fn settings_are_passed_on_after_the_inherited_options() {
+        assert_eq!(
+            passed_on_options(
+                b"-c work_mem=64MB",
+                &[
+                    ("agentidp.encryption_key", b"00ff"),
+                    ("agentidp.encryption_old_keys", b"")
+                ]
+            ),
+            b"-c work_mem=64MB -c agentidp.encryption_key=00ff"
+        );
+        assert_eq!(
+            passed_on_options(b"", &[("a.b", b"1"), ("a.c", b"2")]),
+            b"-c a.b=1 -c a.c=2"
+        );
+        assert_eq!(passed_on_options(b"-c x=1", &[("a.b", b"")]), b"-c x=1");
+    }
+
+    #[test]
+    fn values_are_escaped_as_the_server_splits_options() {
+        assert_eq!(
+            passed_on_options(b"", &[("a.b", b"k1, k2\\x\tk3")]),
+            b"-c a.b=k1,\\ k2\\\\x\\\tk3"
+        );
     }
 }
