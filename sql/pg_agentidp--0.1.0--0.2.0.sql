@@ -433,6 +433,17 @@ STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'agentidp_chain_of_wrapper';
 
+-- Retention on a distributed log: agentidp_archive_events() on the coordinator has each worker
+-- archive the chains of its shards with this, in the worker's own backend.
+CREATE  FUNCTION "agentidp_archive_shard"(
+	"shard" TEXT, /* & str */
+	"older_than" timestamp with time zone, /* TimestampWithTimeZone */
+	"chain" TEXT /* Option < & str > */
+) RETURNS TEXT /* String */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'agentidp_archive_shard_wrapper';
+
 -- Distributing the audit log with Citus (docs/scaling.md, "Distributing the log").
 --
 -- By chain_id: a chain then lives whole in one shard, so its head, its lock and its numbering stay

@@ -342,9 +342,26 @@ for verdict in \
   "SELECT * FROM agentidp.agentidp_verify_incremental()"; do
   check "coordinator = single node: ${verdict#SELECT \* FROM agentidp.}" "$(q "$single" "$verdict")" "$(q "$coord" "$verdict")"
 done
-check "retention on the distributed log is refused, moving nothing" \
-  "agentidp_archive_events() cannot archive a distributed audit log yet" \
-  "$(err "$coord" "SELECT * FROM agentidp.agentidp_archive_events(now())")"
+log "retention from the coordinator, against the single node"
+# Retention, on both: the whole log refuses (org:org-7 breaks before the cut), one intact chain
+# archives the same events, and both logs then give the same verdicts.
+cut_at=$(q "$coord" "SELECT quote_literal(min(occurred_at) + (max(occurred_at) - min(occurred_at)) / 2) FROM agentidp.audit_events")
+check "retention of the whole log is refused on both, naming the broken chain" \
+  "$(err "$single" "SELECT * FROM agentidp.agentidp_archive_events($cut_at)")" \
+  "$(err "$coord" "SELECT * FROM agentidp.agentidp_archive_events($cut_at)")"
+check "the refusal is the break's" 1 \
+  "$(err "$coord" "SELECT * FROM agentidp.agentidp_archive_events($cut_at)" | grep -c "refusing to archive audit chain \"org:org-7\": it breaks at event $victim (content_edited)")"
+check "nothing was archived on the coordinator's refusal" 0 "$(q "$coord" "SELECT count(*) FROM agentidp.audit_events_archive")"
+for verdict in \
+  "SELECT * FROM agentidp.agentidp_archive_events($cut_at, chain => 'org:org-3')" \
+  "SELECT chain_id, seq, hash FROM agentidp.chain_anchors ORDER BY 1" \
+  "SELECT count(*), min(seq), max(seq) FROM agentidp.audit_events_archive" \
+  "SELECT * FROM agentidp.agentidp_verify_chain(chain => 'org:org-3')" \
+  "SELECT * FROM agentidp.agentidp_verify_chain()" \
+  "SELECT * FROM agentidp.agentidp_chain_heads()"; do
+  check "after retention, coordinator = single node: ${verdict#SELECT }" "$(q "$single" "$verdict")" "$(q "$coord" "$verdict")"
+done
+check "retention moved events" 1 "$(q "$coord" "SELECT (count(*) > 0)::int FROM agentidp.audit_events_archive")"
 
 log "a logical subscriber of the log, under writes"
 # The subscriber keeps the default scope, global: chained anew there, every event would move to
@@ -352,7 +369,11 @@ log "a logical subscriber of the log, under writes"
 start_cluster citus-subscriber "$subscriber" "shared_preload_libraries = 'pg_agentidp'" > /dev/null
 psql_at "$subscriber" -d postgres -q -c "CREATE DATABASE $db"
 psql_at "$subscriber" -d "$db" -q -c "CREATE EXTENSION pg_agentidp"
-psql_at "$single" -d "$db" -q -c "CREATE PUBLICATION audit_log FOR TABLE agentidp.audit_events"
+# The log with its archive and anchors (retention has run), inserts only: the log takes no
+# UPDATE, and retention's DELETEs would need a replica identity here and be refused by the
+# subscriber's append-only guard (docs/scaling.md).
+psql_at "$single" -d "$db" -q -c "CREATE PUBLICATION audit_log FOR TABLE agentidp.audit_events,
+  agentidp.audit_events_archive, agentidp.chain_anchors WITH (publish = 'insert')"
 export_digests_at() { q "$1" "SELECT chain_id || '|' || seq || '|' || encode(hash, 'hex') FROM agentidp.agentidp_chain_heads()"; }
 export_digests_at "$single" > "$work/published-digests"
 pgbench_at "$single" 4 10 "$work/pgbench-publisher.log" &

@@ -6,6 +6,8 @@
 //! before any trigger runs; the trigger on the shard then checks that the row was routed to the
 //! chain it belongs to, because a row stored in another chain's shard would fork its chain there.
 
+use serde::{Deserialize, Serialize};
+
 use crate::chain::ChainScope;
 
 /// How an inserted row reached the chain trigger, as far as the session can tell.
@@ -100,6 +102,26 @@ pub fn passed_on_options(inherited: &[u8], settings: &[(&str, &[u8])]) -> Vec<u8
         }
     }
     options
+}
+
+/// What archiving moved from one chain on a shard: a row of `agentidp_archive_events()`, as the
+/// worker holding the shard reports it to the coordinator (the text `run_command_on_shards`
+/// returns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedChain {
+    pub chain_id: String,
+    pub archived_count: i64,
+    pub boundary_seq: i64,
+    pub boundary_hash: Vec<u8>,
+}
+
+/// A shard's report: a JSON array of [`ArchivedChain`].
+pub fn encode_archived(chains: &[ArchivedChain]) -> String {
+    serde_json::to_string(chains).expect("plain fields serialize")
+}
+
+pub fn decode_archived(report: &str) -> Result<Vec<ArchivedChain>, serde_json::Error> {
+    serde_json::from_str(report)
 }
 
 #[cfg(test)]
@@ -220,5 +242,26 @@ mod tests {
             passed_on_options(b"", &[("a.b", b"k1, k2\\x\tk3")]),
             b"-c a.b=k1,\\ k2\\\\x\\\tk3"
         );
+    }
+
+    #[test]
+    fn a_shards_archive_report_round_trips() {
+        let chains = vec![
+            ArchivedChain {
+                chain_id: "org:acme".into(),
+                archived_count: 40,
+                boundary_seq: 40,
+                boundary_hash: vec![0xab; 32],
+            },
+            ArchivedChain {
+                chain_id: "org:\"quoted\" é".into(),
+                archived_count: 1,
+                boundary_seq: 7,
+                boundary_hash: vec![0; 32],
+            },
+        ];
+        assert_eq!(decode_archived(&encode_archived(&chains)).expect("round trip"), chains);
+        assert_eq!(decode_archived(&encode_archived(&[])).expect("round trip"), vec![]);
+        assert!(decode_archived("ERROR: something").is_err());
     }
 }
