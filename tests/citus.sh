@@ -17,7 +17,7 @@ work=$(mktemp -d)
 
 sidecar=
 stop_all() {
-  [ -n "$sidecar" ] && kill "$sidecar" 2>/dev/null
+  if [ -n "$sidecar" ]; then kill "$sidecar" 2>/dev/null || true; fi
   AGENTIDP_CITUS_PORT=$coord AGENTIDP_CITUS_WORKER_PORTS="${workers[*]}" \
     bash "$REPO/tests/citus_up.sh" stop > /dev/null 2>&1 || true
   stop_cluster citus-single
