@@ -260,8 +260,14 @@ mod tests {
                 boundary_hash: vec![0; 32],
             },
         ];
-        assert_eq!(decode_archived(&encode_archived(&chains)).expect("round trip"), chains);
-        assert_eq!(decode_archived(&encode_archived(&[])).expect("round trip"), vec![]);
+        assert_eq!(
+            decode_archived(&encode_archived(&chains)).expect("round trip"),
+            chains
+        );
+        assert_eq!(
+            decode_archived(&encode_archived(&[])).expect("round trip"),
+            vec![]
+        );
         assert!(decode_archived("ERROR: something").is_err());
     }
 }
