@@ -257,6 +257,27 @@ under_writes "split" "SELECT citus_split_shard_by_split_points($shard, ARRAY['$m
 check "the shard split in two" "$((shards_before + 1))" \
   "$(q "$coord" "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'agentidp.audit_events'::regclass")"
 
+log "the rebalancer under writes"
+# Three more shards onto the first worker leave the workers uneven; the rebalancer then moves
+# shards by the same means as a move, under writes.
+placements() {
+  q "$coord" "SELECT string_agg(n::text, ' ' ORDER BY port) FROM (SELECT nodeport AS port, count(*) AS n
+                FROM pg_dist_placement p JOIN pg_dist_node USING (groupid)
+                JOIN pg_dist_shard s USING (shardid) WHERE s.logicalrelid = 'agentidp.audit_events'::regclass
+               GROUP BY nodeport) c"
+}
+for shard in $(q "$coord" "SELECT shardid FROM pg_dist_placement JOIN pg_dist_node USING (groupid)
+                           JOIN pg_dist_shard USING (shardid)
+                          WHERE logicalrelid = 'agentidp.audit_events'::regclass AND nodeport = ${workers[1]}
+                          ORDER BY shardid LIMIT 3"); do
+  q "$coord" "SELECT citus_move_shard_placement($shard, '127.0.0.1', ${workers[1]}, '127.0.0.1', ${workers[0]},
+                                                shard_transfer_mode => 'block_writes')" > /dev/null
+done
+before=$(placements)
+under_writes "rebalance" "SELECT rebalance_table_shards('agentidp.audit_events')"
+check "the rebalancer moved shards (placements per worker: $before, then $(placements))" 1 \
+  "$([ "$(placements)" != "$before" ] && echo 1)"
+
 log "the sidecar against the coordinator"
 (cd "$REPO" && cargo build -q -p agentidp-sidecar --bin agentidp-sidecar) || { echo "cannot build the sidecar"; exit 1; }
 sidecar_bin=$(cd "$REPO" && cargo metadata -q --format-version 1 --no-deps | jq -r .target_directory)/debug/agentidp-sidecar
