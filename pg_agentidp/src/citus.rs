@@ -24,17 +24,19 @@ pub(crate) fn log_is_distributed() -> bool {
         }
     }
     // pg_dist_partition exists only where Citus is installed: asked by name first, so the query
-    // over it is planned only then.
-    let distributed = matches!(
-        Spi::get_one::<bool>("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL"),
-        Ok(Some(true))
-    ) && matches!(
-        Spi::get_one::<bool>(
+    // over it is planned only then. Read-only (Spi::connect, not get_one, which marks the
+    // transaction writable): verification runs on standbys.
+    let asked = |sql: &str| {
+        Spi::connect(|client| client.select(sql, Some(1), &[])?.first().get_one::<bool>())
+            .ok()
+            .flatten()
+            == Some(true)
+    };
+    let distributed = asked("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")
+        && asked(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
-                             WHERE logicalrelid = 'agentidp.audit_events'::regclass)"
-        ),
-        Ok(Some(true))
-    );
+                             WHERE logicalrelid = 'agentidp.audit_events'::regclass)",
+        );
     DISTRIBUTED.set(Some((xact, distributed)));
     distributed
 }
