@@ -103,10 +103,34 @@ for n in citus-coord citus-w1 citus-w2; do
   check "the key is in no line of $n's log" 0 "$(grep -cF "$key" "$RUN_DIR/$n.log")"
 done
 
-log "routing: an insert names its chain; a misrouted one is refused and stores nothing"
-check "a row without chain_id is refused with the fix in the hint" \
+log "routing: plain inserts route themselves; a misrouted one is refused and stores nothing"
+# chain_of ORG: the chain and seq of the last event of action 'routed' in ORG's chain, and whether
+# it is the only one there with its seq (the chain's rows all in one shard).
+psql_at "$coord" -d "$db" -q <<'SQL'
+INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('routed', 'success', 'acme');
+INSERT INTO agentidp.audit_events (action, outcome, org_id)
+  VALUES ('routed', 'success', 'acme'), ('routed', 'success', 'globex'), ('routed', 'success', DEFAULT);
+INSERT INTO agentidp.audit_events (action, outcome, org_id)
+  SELECT 'routed', 'success', o FROM (VALUES ('acme'), ('initech')) v(o);
+INSERT INTO agentidp.audit_events (action, outcome) VALUES ('routed', 'success');
+PREPARE routed(text) AS INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('routed', 'success', $1);
+EXECUTE routed('acme');
+EXECUTE routed('initech');
+SQL
+# Per chain: the routed events, and how many positions they span (the same: no other event
+# between them). 'global' also holds the distribution's agentidp.ddl events, before them.
+check "one row, many rows, INSERT ... SELECT, no org and a prepared insert: each in its chain" \
+  "global 2 2|org:acme 4 4|org:globex 1 1|org:initech 2 2" \
+  "$(q "$coord" "SELECT string_agg(chain_id || ' ' || n || ' ' || span, '|' ORDER BY chain_id) FROM (
+                   SELECT chain_id, count(*) AS n, max(seq) - min(seq) + 1 AS span FROM agentidp.audit_events
+                    WHERE action = 'routed' GROUP BY chain_id) c")"
+check "the chains they joined verify, every event of them" \
+  "true|$(q "$coord" "SELECT count(*) FROM agentidp.audit_events WHERE chain_id IN ('global', 'org:acme', 'org:globex', 'org:initech')")" \
+  "$(q "$coord" "SELECT bool_and(verified) || '|' || sum(checked_count) FROM (
+                   SELECT (agentidp.agentidp_verify_chain(chain => c)).* FROM unnest(ARRAY['global', 'org:acme', 'org:globex', 'org:initech']) c) v")"
+check "a row that names a wrong chain is refused with the fix in the hint" \
   'audit event of chain "org:acme" was routed to the shard of chain_id ""' \
-  "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('lost', 'success', 'acme')")"
+  "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id, chain_id) VALUES ('lost', 'success', 'acme', '')")"
 check "a row routed by another chain's id is refused" \
   'audit event of chain "org:acme" was routed to the shard of chain_id "org:globex"' \
   "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id, chain_id) VALUES ('lost', 'success', 'acme', 'org:globex')")"
@@ -127,7 +151,7 @@ GRANT INSERT, SELECT ON agentidp.audit_events TO app;
 SQL
 psql_at "$coord" -d "$db" -q -c "SELECT run_command_on_workers('GRANT USAGE ON SCHEMA agentidp TO app')" >/dev/null
 forged="INSERT INTO agentidp.audit_events (action, outcome, org_id, chain_id, seq, prev_hash, hash)
-        VALUES ('forged', 'success', 'acme', 'org:acme', 77, '\\xdead', '\\xbeef')"
+        VALUES ('forged', 'success', 'forger', 'org:forger', 77, '\\xdead', '\\xbeef')"
 psql_at "$coord" -d "$db" -U app -q -c "$forged" -c "$forged"
 check "an application's chain columns are replaced" "1 32 32|2 32 32" \
   "$(q "$coord" "SELECT string_agg(seq || ' ' || length(prev_hash) || ' ' || length(hash), '|' ORDER BY seq)
@@ -154,10 +178,12 @@ ROLLBACK;
 COMMIT;
 \endif
 SQL
-# pgbench_at PORT CLIENTS SECONDS LOG: inserts until the time is up.
+# The same, as an application writes it: no chain_id (insert_routing.rs names it).
+sed 's/, chain_id)$/)/; s/, agentidp.agentidp_chain_of(.org-. || :org));$/);/' "$work/insert.sql" > "$work/plain.sql"
+# pgbench_at PORT CLIENTS SECONDS LOG [SCRIPT]: inserts until the time is up.
 pgbench_at() {
   "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -c "$2" -j 2 -T "$3" --max-tries=1 \
-    -f "$work/insert.sql" "$db" > "$4" 2>&1
+    -f "${5:-$work/insert.sql}" "$db" > "$4" 2>&1
 }
 failed_in() { grep -Eo 'number of failed transactions: [0-9]+' "$1" | grep -Eo '[0-9]+$' || echo 0; }
 
@@ -178,11 +204,13 @@ chains_whole() {
 }
 
 log "8 clients on the coordinator and 2 on each worker (MX), 64 orgs at once"
+check "the plain script names no chain" 0 "$(grep -c chain_id "$work/plain.sql")"
 check "the workers have the metadata: clients may insert there" "true|true" \
   "$(q "$coord" "SELECT string_agg(hasmetadata::text, '|') FROM pg_dist_node WHERE noderole = 'primary' AND nodeport <> $coord")"
 pgbench_at "$coord" 8 20 "$work/pgbench-coord.log" &
 pids=($!)
-for w in "${workers[@]}"; do pgbench_at "$w" 2 20 "$work/pgbench-$w.log" & pids+=($!); done
+# The workers' clients insert as applications do, without naming the chain.
+for w in "${workers[@]}"; do pgbench_at "$w" 2 20 "$work/pgbench-$w.log" "$work/plain.sql" & pids+=($!); done
 for pid in "${pids[@]}"; do wait "$pid" || { cat "$work"/pgbench-*.log; exit 1; }; done
 for f in "$work"/pgbench-*.log; do
   check "$(basename "$f" .log): no transaction failed" 0 "$(failed_in "$f")"

@@ -20,6 +20,7 @@ mod events_relation;
 mod export;
 mod gucs;
 mod hash_thread;
+mod insert_routing;
 mod keys;
 mod positions;
 mod proofs;
@@ -89,6 +90,7 @@ pub extern "C-unwind" fn _PG_init() {
     });
     chain_head::init();
     ddl_guard::init();
+    insert_routing::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
