@@ -135,13 +135,18 @@ check "a row routed by another chain's id is refused" \
   'audit event of chain "org:acme" was routed to the shard of chain_id "org:globex"' \
   "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id, chain_id) VALUES ('lost', 'success', 'acme', 'org:globex')")"
 check "nothing of them was stored" 0 "$(q "$coord" "SELECT count(*) FROM agentidp.audit_events WHERE action = 'lost'")"
+# refused_while PORT SETTING VALUE LABEL EXPECTED: with SETTING = VALUE on the worker at PORT, an
+# event of a chain held there fails with EXPECTED; the setting is reset after.
+refused_while() {
+  psql_at "$1" -d "$db" -q -c "ALTER SYSTEM SET $2 = '$3'" -c "SELECT pg_reload_conf()" >/dev/null
+  local org; org=$(org_on "$1" "${2##*.}")
+  check "$4" "$5" \
+    "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id) VALUES ('lost', 'success', '$org')")"
+  psql_at "$1" -d "$db" -q -c "ALTER SYSTEM RESET $2" -c "SELECT pg_reload_conf()" >/dev/null
+}
 # A worker set to the global scope refuses the events of the shards it holds.
-psql_at "${workers[0]}" -d "$db" -q -c "ALTER SYSTEM SET agentidp.chain_scope = 'global'" -c "SELECT pg_reload_conf()" >/dev/null
-on_w1=$(org_on "${workers[0]}" scope)
-check "a worker under the global scope refuses, saying why" \
-  "agentidp.chain_scope = 'global' cannot be used on a distributed audit log: its one chain would have to span the shards" \
-  "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id, chain_id) VALUES ('lost', 'success', '$on_w1', 'org:$on_w1')")"
-psql_at "${workers[0]}" -d "$db" -q -c "ALTER SYSTEM RESET agentidp.chain_scope" -c "SELECT pg_reload_conf()" >/dev/null
+refused_while "${workers[0]}" agentidp.chain_scope global "a worker under the global scope refuses, saying why" \
+  "agentidp.chain_scope = 'global' cannot be used on a distributed audit log: its one chain would have to span the shards"
 
 log "a client cannot send its own chain columns"
 psql_at "$coord" -d "$db" -q <<'SQL'
@@ -260,13 +265,8 @@ under_writes() {
 log "a worker without change data capture takes no events"
 # Citus would copy into its shards without a replication origin (distributing or resharding a
 # table), and the copies would be chained anew: it refuses every event instead.
-w=${workers[1]}
-psql_at "$w" -d "$db" -q -c "ALTER SYSTEM SET citus.enable_change_data_capture = off" -c "SELECT pg_reload_conf()" >/dev/null
-on_w=$(org_on "$w" cdc)
-check "it refuses, saying why" \
-  "a shard of the audit log takes no events while citus.enable_change_data_capture is off" \
-  "$(err "$coord" "INSERT INTO agentidp.audit_events (action, outcome, org_id, chain_id) VALUES ('lost', 'success', '$on_w', 'org:$on_w')")"
-psql_at "$w" -d "$db" -q -c "ALTER SYSTEM RESET citus.enable_change_data_capture" -c "SELECT pg_reload_conf()" >/dev/null
+refused_while "${workers[1]}" citus.enable_change_data_capture off "it refuses, saying why" \
+  "a shard of the audit log takes no events while citus.enable_change_data_capture is off"
 
 log "a shard move under writes"
 shard=$(shard_of org:org-1)
