@@ -379,7 +379,14 @@ range=$(q "$coord" "SELECT quote_literal(min(occurred_at) + (max(occurred_at) - 
                            quote_literal(min(occurred_at) + (max(occurred_at) - min(occurred_at)) * 2 / 3)
                       FROM agentidp.audit_events")
 head=$(q "$coord" "SELECT seq || ', ''\\x' || encode(hash, 'hex') || '''' FROM agentidp.agentidp_chain_heads() WHERE chain_id = 'org:org-3'")
-for verdict in \
+# same_verdicts LABEL SQL...: each statement gives the coordinator the single node's rows.
+same_verdicts() {
+  local label=$1 verdict; shift
+  for verdict in "$@"; do
+    check "$label, coordinator = single node: ${verdict#SELECT }" "$(q "$single" "$verdict")" "$(q "$coord" "$verdict")"
+  done
+}
+same_verdicts "same events" \
   "SELECT * FROM agentidp.agentidp_verify_chain()" \
   "SELECT * FROM agentidp.agentidp_verify_chain(chain => 'org:org-3')" \
   "SELECT * FROM agentidp.agentidp_verify_chain(chain => 'org:org-7')" \
@@ -388,9 +395,8 @@ for verdict in \
   "SELECT * FROM agentidp.agentidp_verify_digest('org:org-3', $head)" \
   "SELECT * FROM agentidp.agentidp_verify_digest('org:org-3', 1, '\\x$(printf '%064d' 0)')" \
   "SELECT * FROM agentidp.agentidp_verify_incremental(full_walk => true)" \
-  "SELECT * FROM agentidp.agentidp_verify_incremental()"; do
-  check "coordinator = single node: ${verdict#SELECT \* FROM agentidp.}" "$(q "$single" "$verdict")" "$(q "$coord" "$verdict")"
-done
+  "SELECT * FROM agentidp.agentidp_verify_incremental()"
+
 log "retention from the coordinator, against the single node"
 # Retention, on both: the whole log refuses (org:org-7 breaks before the cut), one intact chain
 # archives the same events, and both logs then give the same verdicts.
@@ -401,15 +407,13 @@ check "retention of the whole log is refused on both, naming the broken chain" \
 check "the refusal is the break's" 1 \
   "$(err "$coord" "SELECT * FROM agentidp.agentidp_archive_events($cut_at)" | grep -c "refusing to archive audit chain \"org:org-7\": it breaks at event $victim (content_edited)")"
 check "nothing was archived on the coordinator's refusal" 0 "$(q "$coord" "SELECT count(*) FROM agentidp.audit_events_archive")"
-for verdict in \
+same_verdicts "after retention" \
   "SELECT * FROM agentidp.agentidp_archive_events($cut_at, chain => 'org:org-3')" \
   "SELECT chain_id, seq, hash FROM agentidp.chain_anchors ORDER BY 1" \
   "SELECT count(*), min(seq), max(seq) FROM agentidp.audit_events_archive" \
   "SELECT * FROM agentidp.agentidp_verify_chain(chain => 'org:org-3')" \
   "SELECT * FROM agentidp.agentidp_verify_chain()" \
-  "SELECT * FROM agentidp.agentidp_chain_heads()"; do
-  check "after retention, coordinator = single node: ${verdict#SELECT }" "$(q "$single" "$verdict")" "$(q "$coord" "$verdict")"
-done
+  "SELECT * FROM agentidp.agentidp_chain_heads()"
 check "retention moved events" 1 "$(q "$coord" "SELECT (count(*) > 0)::int FROM agentidp.audit_events_archive")"
 
 log "a logical subscriber of the log, under writes"

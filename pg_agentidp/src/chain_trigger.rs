@@ -4,7 +4,8 @@
 //! `agentidp.chain_scope`, the sequence number and previous hash from the chain head
 //! (`chain_head`), and the hash from `agentidp-core`. The exceptions are a restore
 //! (`agentidp.restoring`, superusers only) and a superuser's replay under a replication origin
-//! (logical replication, Citus's shard copies): those rows keep the chain they were written in (`distribution::keeps_its_chain`).
+//! (logical replication, Citus's shard copies): those rows keep the chain they were written in
+//! (`distribution::keeps_its_chain`).
 //!
 //! On a Citus shard the trigger also refuses a row routed by another chain's `chain_id`
 //! (`distribution::check_placement`).
@@ -15,6 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::chain_head;
+use crate::citus;
 use crate::error::raise;
 use crate::event_scan::{
     Columns, JsonbText, Values, CHAIN_ID, HASH, OCCURRED_AT, ORG_ID, PREV_HASH, SEQ,
@@ -57,7 +59,7 @@ impl CallSite {
                     .to_bytes(),
                 b"audit_events",
             ),
-            copies_marked: citus_marks_copies(),
+            copies_marked: citus::marks_copies(),
         }
     }
 }
@@ -198,16 +200,6 @@ pub(crate) fn arrival() -> Arrival {
         replication_origin,
         // SAFETY: a syscache lookup of the current user, cached by PostgreSQL.
         superuser: replication_origin && unsafe { pg_sys::superuser() },
-    }
-}
-
-/// `citus.enable_change_data_capture`: with it on, Citus copies shards under a replication origin.
-fn citus_marks_copies() -> bool {
-    // SAFETY: a GUC lookup by name; NULL when Citus is not loaded.
-    unsafe {
-        let value =
-            pg_sys::GetConfigOption(c"citus.enable_change_data_capture".as_ptr(), true, false);
-        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"on"
     }
 }
 

@@ -14,8 +14,28 @@ thread_local! {
     static DISTRIBUTED: Cell<Option<(pg_sys::LocalTransactionId, bool)>> = const { Cell::new(None) };
 }
 
+/// Whether Citus is loaded in this backend (it must be preloaded, so in every backend or none).
+pub(crate) fn loaded() -> bool {
+    // SAFETY: a GUC lookup by name; NULL when no such setting is defined.
+    unsafe { !pg_sys::GetConfigOption(c"citus.node_conninfo".as_ptr(), true, false).is_null() }
+}
+
+/// `citus.enable_change_data_capture`: with it on, Citus copies shards under a replication origin.
+pub(crate) fn marks_copies() -> bool {
+    // SAFETY: a GUC lookup by name; NULL when Citus is not loaded.
+    unsafe {
+        let value =
+            pg_sys::GetConfigOption(c"citus.enable_change_data_capture".as_ptr(), true, false);
+        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"on"
+    }
+}
+
 /// Whether `agentidp.audit_events` is a Citus distributed table. Call inside `Spi::connect`.
 pub(crate) fn log_is_distributed() -> bool {
+    // Without Citus no query is needed: a single node's verification pays nothing for this.
+    if !loaded() {
+        return false;
+    }
     // SAFETY: MyProc is this backend's PGPROC, valid for the backend's life.
     let xact = unsafe { (*pg_sys::MyProc).lxid };
     if let Some((seen_in, distributed)) = DISTRIBUTED.get() {

@@ -9,15 +9,15 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
-use agentidp_core::chain;
 use agentidp_core::ddl::{self, Destruction, Phase, Trail};
-use agentidp_core::distribution;
+use agentidp_core::distribution::keeps_its_chain;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::chain_head;
 use crate::chain_trigger;
+use crate::distribution;
 use crate::error::raise;
 use crate::gucs;
 
@@ -389,7 +389,7 @@ fn subcommand(cmd: &pg_sys::AlterTableCmd) -> String {
 /// the log runs the extension's chain function, is enabled for this session's replication role,
 /// and no restore or replay is keeping the chain columns rows bring.
 fn chain_fires() -> bool {
-    if distribution::keeps_its_chain(chain_trigger::arrival()) {
+    if keeps_its_chain(chain_trigger::arrival()) {
         return false;
     }
     let fires = Spi::get_one::<bool>(
@@ -423,9 +423,7 @@ fn append(tag: &str, record: &Record) {
             record.object_type.into(),
             record.object_identity.as_str().into(),
             record.subcommands.clone().into(),
-            String::from_utf8_lossy(&chain::chain_id(gucs::chain_scope(), None))
-                .as_ref()
-                .into(),
+            distribution::chain_of(None).into(),
         ],
     );
     if let Err(e) = result {

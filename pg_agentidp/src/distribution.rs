@@ -11,6 +11,10 @@ use crate::gucs;
 /// trigger on the shard checks it.
 #[pg_extern(stable, parallel_safe)]
 fn agentidp_chain_of(org_id: Option<&str>) -> String {
+    chain_of(org_id)
+}
+
+pub(crate) fn chain_of(org_id: Option<&str>) -> String {
     let id = chain::chain_id(gucs::chain_scope(), org_id.map(str::as_bytes));
     String::from_utf8(id).expect("a chain id is a prefix and the org id's text")
 }

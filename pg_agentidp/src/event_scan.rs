@@ -283,8 +283,8 @@ unsafe fn open_primary_key(rel: pg_sys::Relation) -> pg_sys::Relation {
 }
 
 impl ChainScan {
-    /// SAFETY: `rel` is `agentidp.audit_events` (or a shard of it), open and locked for the scan's life; `snapshot`
-    /// stays valid as long.
+    /// SAFETY: `rel` is `agentidp.audit_events` (or a shard of it), open and locked for the
+    /// scan's life; `snapshot` stays valid as long.
     pub unsafe fn open(
         rel: pg_sys::Relation,
         columns: Columns,

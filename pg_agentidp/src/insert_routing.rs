@@ -13,6 +13,8 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::citus;
+
 static mut PREVIOUS: pg_sys::post_parse_analyze_hook_type = None;
 
 pub fn init() {
@@ -35,15 +37,10 @@ unsafe extern "C-unwind" fn name_the_chain(
         if let Some(previous) = PREVIOUS {
             previous(pstate, query, jstate);
         }
-        if (*query).commandType == pg_sys::CmdType::CMD_INSERT && citus_loaded() {
+        if (*query).commandType == pg_sys::CmdType::CMD_INSERT && citus::loaded() {
             add_chain_id(query);
         }
     }
-}
-
-fn citus_loaded() -> bool {
-    // SAFETY: a GUC lookup by name; NULL when no such setting is defined.
-    unsafe { !pg_sys::GetConfigOption(c"citus.node_conninfo".as_ptr(), true, false).is_null() }
 }
 
 /// SAFETY: `query` is an analyzed INSERT.

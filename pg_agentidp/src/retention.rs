@@ -7,6 +7,7 @@
 //! the permit of the coordinator's backend does not reach: the coordinator has each worker archive
 //! the chains of its shards (`agentidp_archive_shard`), in the worker's own backend and permit.
 
+use agentidp_core::chain::ChainHead;
 use agentidp_core::distribution::{self, ArchivedChain};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -39,8 +40,8 @@ fn agentidp_archive_events(
             // Every chain is checked before any worker moves anything, as one node refuses the
             // whole call before it has moved a row; each worker checks its chains again.
             for id in &chains {
-                if let Some(cut) = cut(client, id, older_than)? {
-                    check_before_archiving(id, trusted_start(id), cut);
+                if let Some((start, cut)) = cut(client, id, older_than)? {
+                    check_before_archiving(id, start, cut);
                 }
             }
             return archive_on_shards(client, older_than, chain);
@@ -78,13 +79,13 @@ fn agentidp_archive_shard(
     distribution::encode_archived(&archived)
 }
 
-/// Where a chain's archiving would cut: its last event before `older_than`, if that is past its
-/// anchor.
+/// Where a chain's archiving would start and cut: its trusted start (anchor or genesis), and its
+/// last event before `older_than`, if that is past the start.
 fn cut(
     client: &SpiClient<'_>,
     id: &str,
     older_than: TimestampWithTimeZone,
-) -> Result<Option<i64>, pgrx::spi::Error> {
+) -> Result<Option<(ChainHead, i64)>, pgrx::spi::Error> {
     let cut: Option<i64> = client
         .select(
             "SELECT coalesce(
@@ -97,12 +98,12 @@ fn cut(
         .first()
         .get(1)?;
     let start = trusted_start(id);
-    Ok(cut.filter(|&cut| cut > start.seq))
+    Ok(cut.filter(|&cut| cut > start.seq).map(|cut| (start, cut)))
 }
 
 /// Walks the chain up to the cut and refuses to archive it if it breaks there. Returns the walk's
 /// head: the boundary's hash.
-fn check_before_archiving(id: &str, start: agentidp_core::chain::ChainHead, cut: i64) -> [u8; 32] {
+fn check_before_archiving(id: &str, start: ChainHead, cut: i64) -> [u8; 32] {
     let outcome = walk(id, start, Start::Beginning, Some(cut));
     if let Some((event, kind)) = outcome.broken {
         let event = event.map_or_else(|| "-".to_owned(), |e| Uuid::from_bytes(e).to_string());
@@ -122,10 +123,10 @@ fn archive(
 ) -> Result<Vec<ArchivedChain>, pgrx::spi::Error> {
     let mut archived = Vec::new();
     for id in chains {
-        let Some(cut) = cut(client, &id, older_than)? else {
+        let Some((start, cut)) = cut(client, &id, older_than)? else {
             continue;
         };
-        let boundary_hash = check_before_archiving(&id, trusted_start(&id), cut);
+        let boundary_hash = check_before_archiving(&id, start, cut);
         let moved = {
             let _permit = RemovalPermit::open();
             client

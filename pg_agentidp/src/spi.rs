@@ -77,9 +77,7 @@ impl KeptPlan {
         // SAFETY: a successful SELECT leaves its result in SPI_tuptable / SPI_processed.
         unsafe { Rows::take() }
     }
-}
 
-impl KeptPlan {
     /// Opens a read-only cursor over the plan, on the active snapshot. Call inside `Spi::connect`.
     pub fn cursor(&self, args: &[Option<pg_sys::Datum>]) -> Cursor {
         let (mut values, nulls) = split_args(args);

@@ -9,8 +9,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use agentidp_core::crypto::KeySetting;
 use agentidp_core::distribution::passed_on_options;
-use pgrx::pg_sys;
 use zeroize::Zeroizing;
+
+use crate::citus;
 
 thread_local! {
     /// `PGOPTIONS` as the backend inherited it from the postmaster, read before the first change.
@@ -24,7 +25,7 @@ thread_local! {
 /// too: a session holding the key must not connect to servers it would not give the key to
 /// (docs/scaling.md).
 pub(crate) fn pass_on(key: &[u8], old_keys: &[u8]) {
-    if !citus_loaded() {
+    if !citus::loaded() {
         return;
     }
     let inherited = INHERITED.with(|inherited| {
@@ -49,9 +50,4 @@ pub(crate) fn pass_on(key: &[u8], old_keys: &[u8]) {
     } else {
         std::env::set_var("PGOPTIONS", OsStr::from_bytes(&options));
     }
-}
-
-fn citus_loaded() -> bool {
-    // SAFETY: a GUC lookup by name; NULL when no such setting is defined.
-    unsafe { !pg_sys::GetConfigOption(c"citus.node_conninfo".as_ptr(), true, false).is_null() }
 }
